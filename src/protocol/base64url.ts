@@ -1,0 +1,92 @@
+/**
+ * base64url (RFC 4648 section 5) without padding, canonical only: a segment
+ * decodes only if re-encoding its bytes gives back exactly the same text, so
+ * padding, the standard alphabet and non-zero trailing bits are all refused.
+ * Works in Node and browsers (no Buffer on the decoding path).
+ */
+
+const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+const LOOKUP = new Int16Array(128).fill(-1);
+for (let i = 0; i < ALPHABET.length; i++) LOOKUP[ALPHABET.charCodeAt(i)] = i;
+
+/** Encodes bytes as unpadded base64url. */
+export function b64urlEncode(bytes: Uint8Array): string {
+  if (typeof Buffer !== 'undefined') {
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64url');
+  }
+  let out = '';
+  let i = 0;
+  for (; i + 2 < bytes.length; i += 3) {
+    const n = (bytes[i]! << 16) | (bytes[i + 1]! << 8) | bytes[i + 2]!;
+    out += ALPHABET[n >> 18]! + ALPHABET[(n >> 12) & 63]! + ALPHABET[(n >> 6) & 63]! + ALPHABET[n & 63]!;
+  }
+  const rest = bytes.length - i;
+  if (rest === 1) {
+    const n = bytes[i]! << 16;
+    out += ALPHABET[n >> 18]! + ALPHABET[(n >> 12) & 63]!;
+  } else if (rest === 2) {
+    const n = (bytes[i]! << 16) | (bytes[i + 1]! << 8);
+    out += ALPHABET[n >> 18]! + ALPHABET[(n >> 12) & 63]! + ALPHABET[(n >> 6) & 63]!;
+  }
+  return out;
+}
+
+/**
+ * Decodes canonical unpadded base64url, or returns `null` for anything else
+ * (a character outside the alphabet, a length of 1 mod 4, non-zero trailing bits).
+ */
+export function b64urlDecode(text: string): Uint8Array | null {
+  const len = text.length;
+  if (len % 4 === 1) return null;
+  const out = new Uint8Array(Math.floor((len * 3) / 4));
+  let o = 0;
+  let i = 0;
+  const val = (k: number): number => {
+    const c = text.charCodeAt(k);
+    return c < 128 ? LOOKUP[c]! : -1;
+  };
+  for (; i + 3 < len; i += 4) {
+    const a = val(i);
+    const b = val(i + 1);
+    const c = val(i + 2);
+    const d = val(i + 3);
+    if ((a | b | c | d) < 0) return null;
+    const n = (a << 18) | (b << 12) | (c << 6) | d;
+    out[o++] = n >> 16;
+    out[o++] = (n >> 8) & 255;
+    out[o++] = n & 255;
+  }
+  const rest = len - i;
+  if (rest === 2) {
+    const a = val(i);
+    const b = val(i + 1);
+    if ((a | b) < 0 || (b & 15) !== 0) return null;
+    out[o++] = (a << 2) | (b >> 4);
+  } else if (rest === 3) {
+    const a = val(i);
+    const b = val(i + 1);
+    const c = val(i + 2);
+    if ((a | b | c) < 0 || (c & 3) !== 0) return null;
+    const n = (a << 18) | (b << 12) | (c << 6);
+    out[o++] = n >> 16;
+    out[o++] = (n >> 8) & 255;
+  }
+  return out;
+}
+
+const enc = new TextEncoder();
+const dec = new TextDecoder('utf-8', { fatal: true });
+
+/** UTF-8 bytes of a string. */
+export function utf8(s: string): Uint8Array {
+  return enc.encode(s);
+}
+
+/** Strict UTF-8 decoding; `null` for invalid UTF-8. */
+export function fromUtf8(bytes: Uint8Array): string | null {
+  try {
+    return dec.decode(bytes);
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,106 @@
+/**
+ * Ed25519 and SHA-256 on Node through `node:crypto` (OpenSSL). Public keys are
+ * imported once into `KeyObject`s and kept in an LRU: importing a raw key per
+ * request would halve throughput. The browser backend is `noble.ts`.
+ */
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, sign, verify } from 'node:crypto';
+import { b64urlDecode, b64urlEncode } from './base64url.js';
+import { type DecodedToken, type TokenType, decodeToken, encodePayload, joinToken, signingInput } from './codec.js';
+import { MicropayError } from './errors.js';
+import { Lru } from './lru.js';
+
+/** An Ed25519 key pair ready to sign, with the public key as it travels (`x`, base64url). */
+export interface SigningKey {
+  readonly privateKey: KeyObject;
+  readonly publicKey: KeyObject;
+  /** base64url of the 32-byte public key. */
+  readonly x: string;
+}
+
+// PKCS#8 DER prefix of an Ed25519 private key; the 32-byte seed follows it.
+const PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
+
+function fromPrivate(privateKey: KeyObject): SigningKey {
+  const publicKey = createPublicKey(privateKey);
+  const x = publicKey.export({ format: 'jwk' }).x as string;
+  return { privateKey, publicKey, x };
+}
+
+/** A fresh random Ed25519 key. */
+export function generateSigningKey(): SigningKey {
+  return fromPrivate(generateKeyPairSync('ed25519').privateKey);
+}
+
+/** The key of a 32-byte seed, given as bytes, hex (64 characters) or base64url (43 characters). */
+export function signingKeyFromSeed(seed: Uint8Array | string): SigningKey {
+  let bytes: Uint8Array | null;
+  if (typeof seed === 'string') {
+    const s = seed.trim();
+    bytes = /^[0-9a-fA-F]{64}$/.test(s) ? Buffer.from(s, 'hex') : b64urlDecode(s);
+  } else bytes = seed;
+  if (!bytes || bytes.length !== 32) {
+    throw new MicropayError('invalid_key', 'An Ed25519 seed must be 32 bytes, written as 64 hex characters or 43 base64url characters.');
+  }
+  return fromPrivate(createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, bytes]), format: 'der', type: 'pkcs8' }));
+}
+
+/** The 32-byte seed of a signing key (what a key file stores). */
+export function exportSeed(key: SigningKey): Uint8Array {
+  const d = key.privateKey.export({ format: 'jwk' }).d as string;
+  return b64urlDecode(d)!;
+}
+
+/** Imports a base64url public key without caching; throws `invalid_key` if it is not 32 bytes. */
+export function importPublicKey(x: string): KeyObject {
+  const raw = b64urlDecode(x);
+  if (!raw || raw.length !== 32) throw new MicropayError('invalid_key', 'An Ed25519 public key must be 32 bytes of base64url.');
+  return createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x }, format: 'jwk' });
+}
+
+/** An LRU of imported public keys by their base64url text. */
+export class PublicKeyCache {
+  private readonly lru: Lru<string, KeyObject>;
+  constructor(max = 10_000) {
+    this.lru = new Lru(max);
+  }
+  /** The `KeyObject` of `x`, imported once. Throws `invalid_key` for a malformed key. */
+  get(x: string): KeyObject {
+    let k = this.lru.get(x);
+    if (!k) {
+      k = importPublicKey(x);
+      this.lru.set(x, k);
+    }
+    return k;
+  }
+  get size(): number {
+    return this.lru.size;
+  }
+}
+
+/** Signs a payload object (its `typ` names the domain) into a token. */
+export function signToken(payload: { typ: TokenType } & object, key: SigningKey): string {
+  const seg = encodePayload(payload);
+  return joinToken(seg, sign(null, signingInput(payload.typ, seg), key.privateKey));
+}
+
+/** Checks a decoded token's signature over the payload segment exactly as received. */
+export function verifySignature(decoded: DecodedToken, publicKey: KeyObject): boolean {
+  return verify(null, decoded.signingInput, publicKey, decoded.signature);
+}
+
+/**
+ * Decodes a token and checks its signature; returns the payload or throws
+ * (`malformed_payment` for framing, `bad_signature` for the signature).
+ */
+export function verifyToken(token: string, typ: TokenType, publicKey: KeyObject): Record<string, unknown> {
+  const d = decodeToken(token, typ);
+  if (!verifySignature(d, publicKey)) {
+    throw new MicropayError('bad_signature', `The ${typ} token's signature does not verify.`, { status: 402 });
+  }
+  return d.payload;
+}
+
+/** `tid(token) = base64url(SHA-256(ASCII bytes of the whole token))`. */
+export function tid(token: string): string {
+  return b64urlEncode(createHash('sha256').update(token, 'latin1').digest());
+}
