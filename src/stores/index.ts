@@ -16,14 +16,6 @@ import {
   type RedisStoreOptions,
 } from './redis.js';
 
-export type {
-  AcceptRequest,
-  AcceptResult,
-  DepositBatch,
-  DepositItem,
-  DepositQueue,
-  PaymentStore,
-} from './types.js';
 export {
   MemoryDepositQueue,
   type MemoryDepositQueueOptions,
@@ -37,6 +29,14 @@ export {
   RedisPaymentStore,
   type RedisStoreOptions,
 } from './redis.js';
+export type {
+  AcceptRequest,
+  AcceptResult,
+  DepositBatch,
+  DepositItem,
+  DepositQueue,
+  PaymentStore,
+} from './types.js';
 
 /**
  * Replay marks and spend tallies in this process's memory: bounded, failing

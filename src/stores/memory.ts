@@ -90,6 +90,10 @@ export class MemoryPaymentStore implements PaymentStore {
   private lastMarkSweep = Number.NEGATIVE_INFINITY;
   private lastTallySweep = Number.NEGATIVE_INFINITY;
   private timer: ReturnType<typeof setInterval> | undefined;
+  // One long-lived iterator walks the marks oldest first. A fresh `entries().next()` per
+  // eviction would rescan the holes deleted entries leave at the front of V8's table,
+  // which made 1,000,000 orders take 100 times longer.
+  private oldest: MapIterator<[string, Mark]> = this.marks.entries();
 
   constructor(options: MemoryPaymentStoreOptions = {}) {
     this.maxEntries = positiveInteger('maxEntries', options.maxEntries, 100_000);
@@ -205,8 +209,12 @@ export class MemoryPaymentStore implements PaymentStore {
       this.sweepMarks(now);
     }
     while (this.marks.size >= this.maxEntries) {
-      const first = this.marks.entries().next();
-      if (first.done === true) break;
+      let first = this.oldest.next();
+      if (first.done === true) {
+        this.oldest = this.marks.entries();
+        first = this.oldest.next();
+        if (first.done === true) break;
+      }
       const [k, m] = first.value;
       this.marks.delete(k);
       // Forgetting a live mark would let its order pass again: raise the floor over it.
