@@ -83,21 +83,27 @@ async function quit(conn: Connection): Promise<void> {
 }
 
 // Replay mark and tally in one step. KEYS[1] mark, KEYS[2] tally (absent when
-// there is no tally); ARGV replayTtl, amt, limit, tallyTtl. Returns 0 accepted,
-// 1 replayed, 2 over_limit. Amounts are at most 2^53-1, exact in Lua numbers.
+// there is no tally); ARGV replayTtl, amt, limit, tallyTtl. Returns {code, ttl}:
+// code 0 accepted, 1 replayed, 2 over_limit; ttl the tally's life left once
+// accepted. A tally's TTL only ever grows. Amounts are at most 2^53-1, exact
+// in Lua numbers.
 const ACCEPT_LUA = `
-if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {1, 0} end
 if #KEYS == 2 then
   local spent = tonumber(redis.call('GET', KEYS[2]) or '0')
-  if spent + tonumber(ARGV[2]) > tonumber(ARGV[3]) then return 2 end
+  if spent + tonumber(ARGV[2]) > tonumber(ARGV[3]) then return {2, 0} end
   redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1])
   redis.call('INCRBY', KEYS[2], ARGV[2])
   local ttl = tonumber(ARGV[4])
-  if redis.call('TTL', KEYS[2]) < ttl then redis.call('EXPIRE', KEYS[2], ttl) end
-  return 0
+  local left = redis.call('TTL', KEYS[2])
+  if left < ttl then
+    redis.call('EXPIRE', KEYS[2], ttl)
+    left = ttl
+  end
+  return {0, left}
 end
 redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1])
-return 0
+return {0, 0}
 `;
 
 // Takes ARGV[1] off the tally KEYS[1], never below 0 (a tally at 0 is deleted: it reads the same).
@@ -110,13 +116,33 @@ end
 return redis.call('DECRBY', KEYS[1], ARGV[1])
 `;
 
+// Records whose tallies a credential's are: KEYS[1] owner key, ARGV tag, ttl.
+// It lives a few seconds longer than the tally it points to, and its life is
+// never shortened. Returns its TTL.
+const OWNER_LUA = `
+local left = redis.call('TTL', KEYS[1])
+local ttl = tonumber(ARGV[2])
+if left >= ttl then return left end
+ttl = ttl + 5
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ttl)
+return ttl
+`;
+
 // Versioned names: defineCommand adds methods to a client that may be shared.
 const ACCEPT_CMD = 'micropayAcceptV1';
 const RELEASE_CMD = 'micropayReleaseV1';
+const OWNER_CMD = 'micropayOwnerV1';
 
 interface ScriptCommands {
-  [ACCEPT_CMD](numKeys: number, ...args: (string | number)[]): Promise<number>;
+  [ACCEPT_CMD](numKeys: number, ...args: (string | number)[]): Promise<[code: number, ttl: number]>;
   [RELEASE_CMD](key: string, amt: number): Promise<number>;
+  [OWNER_CMD](key: string, tag: string, ttl: number): Promise<number>;
+}
+
+interface Owner {
+  tag: string;
+  /** Until when (ms) the owner key is known to live; 0 when unknown. */
+  exp: number;
 }
 
 const ACCEPT_RESULTS: readonly AcceptResult[] = ['accepted', 'replayed', 'over_limit'];
@@ -142,7 +168,7 @@ const OWNER_CACHE_SIZE = 50_000;
 export class RedisPaymentStore implements PaymentStore {
   private readonly conn: Connection;
   private readonly scripts: ScriptCommands;
-  private readonly owners = new Lru<string, string>(OWNER_CACHE_SIZE);
+  private readonly owners = new Lru<string, Owner>(OWNER_CACHE_SIZE);
 
   /**
    * @example
@@ -153,6 +179,7 @@ export class RedisPaymentStore implements PaymentStore {
     const { client } = this.conn;
     client.defineCommand(ACCEPT_CMD, { lua: ACCEPT_LUA });
     client.defineCommand(RELEASE_CMD, { lua: RELEASE_LUA, numberOfKeys: 1 });
+    client.defineCommand(OWNER_CMD, { lua: OWNER_LUA, numberOfKeys: 1 });
     this.scripts = client as unknown as ScriptCommands;
   }
 
@@ -162,11 +189,12 @@ export class RedisPaymentStore implements PaymentStore {
     const seen = `${tag}:seen:${req.oid}`;
     const replayTtl = Math.ceil(req.replayTtl);
     if (req.tally === null) {
-      return ACCEPT_RESULTS[await this.scripts[ACCEPT_CMD](1, seen, replayTtl)]!;
+      const [code] = await this.scripts[ACCEPT_CMD](1, seen, replayTtl);
+      return ACCEPT_RESULTS[code]!;
     }
     const { cid, mer, amt, limit } = req.tally;
     const ttl = Math.ceil(req.tally.ttl);
-    const code = await this.scripts[ACCEPT_CMD](
+    const [code, left] = await this.scripts[ACCEPT_CMD](
       2,
       seen,
       `${tag}:tally:${cid}:${mer}`,
@@ -175,15 +203,7 @@ export class RedisPaymentStore implements PaymentStore {
       limit,
       ttl,
     );
-    if (code === 0 && this.owners.get(cid) !== tag) {
-      // Once per credential and process: lets release/spent find the tally from (cid, mer).
-      // The order is accepted whatever happens here; if the write fails, the next accept
-      // retries it, and meanwhile a release may miss the tally, which errs on the safe side.
-      try {
-        await this.conn.client.set(this.ownerKey(cid), tag, 'EX', ttl);
-        this.owners.set(cid, tag);
-      } catch {}
-    }
+    if (code === 0) await this.rememberOwner(cid, tag, left);
     return ACCEPT_RESULTS[code]!;
   }
 
@@ -212,13 +232,32 @@ export class RedisPaymentStore implements PaymentStore {
     return `${this.conn.prefix}owner:{${cid}}`;
   }
 
+  /**
+   * Makes the owner key outlive the tally just charged. Costs a round trip only
+   * the first time a process sees a credential (or when its tally's life grew).
+   * The order is accepted whatever happens here: if the write fails, the next
+   * accept retries it, and meanwhile a release may miss the tally, which errs
+   * on the safe side (the tally stays high).
+   */
+  private async rememberOwner(cid: string, tag: string, ttl: number): Promise<void> {
+    const now = Date.now();
+    const known = this.owners.get(cid);
+    // The owner key's margin over the tally keeps this from firing as both count down.
+    if (known !== undefined && known.tag === tag && known.exp >= now + ttl * 1000) return;
+    try {
+      const left = await this.scripts[OWNER_CMD](this.ownerKey(cid), tag, ttl);
+      // Rounded down a second: Redis counts TTLs in whole seconds.
+      this.owners.set(cid, { tag, exp: now + (left - 1) * 1000 });
+    } catch {}
+  }
+
   private async tallyKey(cid: string, mer: string): Promise<string | null> {
-    let tag = this.owners.get(cid);
+    let tag = this.owners.get(cid)?.tag;
     if (tag === undefined) {
       const stored = await this.conn.client.get(this.ownerKey(cid));
       if (stored === null) return null; // no tally was ever charged under this credential (or it expired)
       tag = stored;
-      this.owners.set(cid, tag);
+      this.owners.set(cid, { tag, exp: 0 });
     }
     return `${tag}:tally:${cid}:${mer}`;
   }
