@@ -33,7 +33,10 @@ export interface RedisStoreOptions {
   client?: Redis | Cluster;
   /**
    * URL of the Redis server for a client the store creates itself (and quits
-   * in `close()`). Default `redis://127.0.0.1:6379`.
+   * in `close()`), with ioredis's default options: while Redis is unreachable a
+   * command waits through ioredis's retries before it fails. To fail faster,
+   * pass your own `client` with `maxRetriesPerRequest` and timeouts set.
+   * Default `redis://127.0.0.1:6379`.
    */
   url?: string;
   /**
@@ -75,10 +78,15 @@ function connect(options: RedisStoreOptions): Connection {
 
 async function quit(conn: Connection): Promise<void> {
   if (!conn.owned || conn.client.status === 'end') return;
+  // QUIT lets queued replies arrive; a client still (re)connecting has none and would wait.
+  if (conn.client.status !== 'ready') {
+    conn.client.disconnect();
+    return;
+  }
   try {
     await conn.client.quit();
   } catch {
-    conn.client.disconnect(); // already closing or never connected
+    conn.client.disconnect();
   }
 }
 
