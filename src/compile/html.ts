@@ -240,7 +240,8 @@ function walletInsertion(text: string, all: Element[], tag: string): { offset: n
   }
   // No <head> end tag and no <body> start tag (a fragment): before the body's first located node.
   const first = body?.childNodes.find((c) => c.sourceCodeLocation);
-  const offset = first?.sourceCodeLocation?.startOffset ?? 0;
+  // Never before a byte order mark: it must stay the first character.
+  const offset = Math.max(first?.sourceCodeLocation?.startOffset ?? 0, text.startsWith('\uFEFF') ? 1 : 0);
   const line = lineStart(text, offset);
   if (line) {
     const nl = text.includes('\r\n') ? '\r\n' : '\n';
