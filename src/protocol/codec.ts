@@ -51,7 +51,8 @@ export function joinToken(payloadSegment: string, signature: Uint8Array): string
  * is `expectedTyp` and whose `v` is 1. Throws `malformed_payment` otherwise.
  */
 export function decodeToken(token: unknown, expectedTyp: TokenType): DecodedToken {
-  if (typeof token !== 'string' || token.length === 0) throw malformed(`The ${expectedTyp} token is missing.`);
+  if (typeof token !== 'string' || token.length === 0)
+    throw malformed(`The ${expectedTyp} token is missing.`);
   if (token.length > MAX_TOKEN_LENGTH) {
     throw malformed(`The ${expectedTyp} token is longer than ${MAX_TOKEN_LENGTH} characters.`);
   }
@@ -82,7 +83,8 @@ export function decodeToken(token: unknown, expectedTyp: TokenType): DecodedToke
   if (p.typ !== expectedTyp) {
     throw malformed(`Expected a token of typ "${expectedTyp}", got ${describeTyp(p.typ)}.`);
   }
-  if (p.v !== 1) throw malformed(`The ${expectedTyp} token has version ${String(p.v)}; this verifier speaks v 1.`);
+  if (p.v !== 1)
+    throw malformed(`The ${expectedTyp} token has version ${String(p.v)}; this verifier speaks v 1.`);
   return { payloadSegment, payload: p, signature, signingInput: signingInput(expectedTyp, payloadSegment) };
 }
 

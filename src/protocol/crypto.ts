@@ -3,9 +3,24 @@
  * imported once into `KeyObject`s and kept in an LRU: importing a raw key per
  * request would halve throughput. The browser backend is `noble.ts`.
  */
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, sign, verify } from 'node:crypto';
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  type KeyObject,
+  sign,
+  verify,
+} from 'node:crypto';
 import { b64urlDecode, b64urlEncode } from './base64url.js';
-import { type DecodedToken, type TokenType, decodeToken, encodePayload, joinToken, signingInput } from './codec.js';
+import {
+  type DecodedToken,
+  decodeToken,
+  encodePayload,
+  joinToken,
+  signingInput,
+  type TokenType,
+} from './codec.js';
 import { MicropayError } from './errors.js';
 import { Lru } from './lru.js';
 
@@ -39,9 +54,14 @@ export function signingKeyFromSeed(seed: Uint8Array | string): SigningKey {
     bytes = /^[0-9a-fA-F]{64}$/.test(s) ? Buffer.from(s, 'hex') : b64urlDecode(s);
   } else bytes = seed;
   if (!bytes || bytes.length !== 32) {
-    throw new MicropayError('invalid_key', 'An Ed25519 seed must be 32 bytes, written as 64 hex characters or 43 base64url characters.');
+    throw new MicropayError(
+      'invalid_key',
+      'An Ed25519 seed must be 32 bytes, written as 64 hex characters or 43 base64url characters.',
+    );
   }
-  return fromPrivate(createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, bytes]), format: 'der', type: 'pkcs8' }));
+  return fromPrivate(
+    createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, bytes]), format: 'der', type: 'pkcs8' }),
+  );
 }
 
 /** The 32-byte seed of a signing key (what a key file stores). */
@@ -53,7 +73,8 @@ export function exportSeed(key: SigningKey): Uint8Array {
 /** Imports a base64url public key without caching; throws `invalid_key` if it is not 32 bytes. */
 export function importPublicKey(x: string): KeyObject {
   const raw = b64urlDecode(x);
-  if (!raw || raw.length !== 32) throw new MicropayError('invalid_key', 'An Ed25519 public key must be 32 bytes of base64url.');
+  if (!raw || raw.length !== 32)
+    throw new MicropayError('invalid_key', 'An Ed25519 public key must be 32 bytes of base64url.');
   return createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x }, format: 'jwk' });
 }
 
@@ -95,7 +116,9 @@ export function verifySignature(decoded: DecodedToken, publicKey: KeyObject): bo
 export function verifyToken(token: string, typ: TokenType, publicKey: KeyObject): Record<string, unknown> {
   const d = decodeToken(token, typ);
   if (!verifySignature(d, publicKey)) {
-    throw new MicropayError('bad_signature', `The ${typ} token's signature does not verify.`, { status: 402 });
+    throw new MicropayError('bad_signature', `The ${typ} token's signature does not verify.`, {
+      status: 402,
+    });
   }
   return d.payload;
 }

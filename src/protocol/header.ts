@@ -11,7 +11,9 @@ export const MAX_PAYMENT_HEADER = 10_000;
 const MAX_MEMBERS = 16;
 
 /** What a buyer presented: a credential with an order, or a receipt. */
-export type PaymentHeader = { kind: 'order'; cert: string; order: string } | { kind: 'receipt'; receipt: string };
+export type PaymentHeader =
+  | { kind: 'order'; cert: string; order: string }
+  | { kind: 'receipt'; receipt: string };
 
 function isLcalpha(c: number): boolean {
   return c >= 0x61 && c <= 0x7a;
@@ -22,7 +24,8 @@ function isKeyChar(c: number): boolean {
 
 /** Parses an RFC 8941 dictionary of strings; throws `malformed_payment`. */
 export function parseStringDictionary(input: string): Map<string, string> {
-  if (input.length > MAX_PAYMENT_HEADER) throw malformed(`The Micropay-Payment header is longer than ${MAX_PAYMENT_HEADER} characters.`);
+  if (input.length > MAX_PAYMENT_HEADER)
+    throw malformed(`The Micropay-Payment header is longer than ${MAX_PAYMENT_HEADER} characters.`);
   const s = input;
   let i = 0;
   const n = s.length;
@@ -37,7 +40,8 @@ export function parseStringDictionary(input: string): Map<string, string> {
   if (i >= n) throw malformed('The Micropay-Payment header is empty.');
   for (;;) {
     const c0 = s.charCodeAt(i);
-    if (!(isLcalpha(c0) || c0 === 0x2a)) throw malformed(`The Micropay-Payment header has an invalid key at character ${i + 1}.`);
+    if (!(isLcalpha(c0) || c0 === 0x2a))
+      throw malformed(`The Micropay-Payment header has an invalid key at character ${i + 1}.`);
     const k0 = i;
     while (i < n && isKeyChar(s.charCodeAt(i))) i++;
     const key = s.slice(k0, i);
@@ -45,7 +49,8 @@ export function parseStringDictionary(input: string): Map<string, string> {
       throw malformed(`The Micropay-Payment member "${key.slice(0, 16)}" must be key="value".`);
     }
     i++;
-    if (s.charCodeAt(i) !== 0x22) throw malformed(`The Micropay-Payment member "${key.slice(0, 16)}" must be a quoted string.`);
+    if (s.charCodeAt(i) !== 0x22)
+      throw malformed(`The Micropay-Payment member "${key.slice(0, 16)}" must be a quoted string.`);
     i++;
     let value = '';
     let closed = false;
@@ -54,7 +59,8 @@ export function parseStringDictionary(input: string): Map<string, string> {
       const c = s.charCodeAt(i);
       if (c === 0x5c) {
         const e = s.charCodeAt(i + 1);
-        if (e !== 0x22 && e !== 0x5c) throw malformed('The Micropay-Payment header has an invalid escape in a string.');
+        if (e !== 0x22 && e !== 0x5c)
+          throw malformed('The Micropay-Payment header has an invalid escape in a string.');
         value += s.slice(run, i) + s[i + 1];
         i += 2;
         run = i;
@@ -64,7 +70,9 @@ export function parseStringDictionary(input: string): Map<string, string> {
         closed = true;
         break;
       } else if (c < 0x20 || c > 0x7e) {
-        throw malformed('The Micropay-Payment header has a character that is not printable ASCII in a string.');
+        throw malformed(
+          'The Micropay-Payment header has a character that is not printable ASCII in a string.',
+        );
       } else i++;
     }
     if (!closed) throw malformed('The Micropay-Payment header has an unterminated string.');
@@ -74,7 +82,8 @@ export function parseStringDictionary(input: string): Map<string, string> {
     if (out.size > MAX_MEMBERS) throw malformed('The Micropay-Payment header has too many members.');
     skipOWS();
     if (i >= n) return out;
-    if (s.charCodeAt(i) !== 0x2c) throw malformed(`The Micropay-Payment header expected "," at character ${i + 1}.`);
+    if (s.charCodeAt(i) !== 0x2c)
+      throw malformed(`The Micropay-Payment header expected "," at character ${i + 1}.`);
     i++;
     skipOWS();
     if (i >= n) throw malformed('The Micropay-Payment header ends with a trailing ",".');
@@ -97,7 +106,9 @@ export function parsePaymentHeader(value: string | string[] | undefined): Paymen
     return { kind: 'receipt', receipt };
   }
   if (cert === undefined || order === undefined) {
-    throw malformed(`The Micropay-Payment header needs both cert="..." and order="..." (${cert === undefined ? 'cert' : 'order'} is missing).`);
+    throw malformed(
+      `The Micropay-Payment header needs both cert="..." and order="..." (${cert === undefined ? 'cert' : 'order'} is missing).`,
+    );
   }
   return { kind: 'order', cert, order };
 }
@@ -108,5 +119,7 @@ function quote(v: string): string {
 
 /** Formats the header a wallet sends: `cert="...", order="..."` or `receipt="..."`. */
 export function formatPaymentHeader(p: PaymentHeader): string {
-  return p.kind === 'receipt' ? `receipt=${quote(p.receipt)}` : `cert=${quote(p.cert)}, order=${quote(p.order)}`;
+  return p.kind === 'receipt'
+    ? `receipt=${quote(p.receipt)}`
+    : `cert=${quote(p.cert)}, order=${quote(p.order)}`;
 }

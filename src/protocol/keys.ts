@@ -31,7 +31,9 @@ export interface KeySetDocument {
 const MAX_KEYS = 1000;
 
 function badKeySet(why: string): MicropayError {
-  return new MicropayError('invalid_key_set', `The billing server's key set is invalid: ${why}.`, { status: 502 });
+  return new MicropayError('invalid_key_set', `The billing server's key set is invalid: ${why}.`, {
+    status: 502,
+  });
 }
 
 function parseKeys(v: unknown, where: string): PublishedKey[] {
@@ -40,7 +42,8 @@ function parseKeys(v: unknown, where: string): PublishedKey[] {
     const o = k as Record<string, unknown>;
     if (typeof k !== 'object' || k === null) throw badKeySet(`${where}[${i}] is not an object`);
     if (!isId(o.kid)) throw badKeySet(`${where}[${i}].kid is not an identifier`);
-    if (typeof o.x !== 'string' || b64urlDecode(o.x)?.length !== 32) throw badKeySet(`${where}[${i}].x is not a base64url key`);
+    if (typeof o.x !== 'string' || b64urlDecode(o.x)?.length !== 32)
+      throw badKeySet(`${where}[${i}].x is not a base64url key`);
     if (!isTime(o.nbf) || !isTime(o.exp)) throw badKeySet(`${where}[${i}].nbf/exp are not Unix times`);
     return { kid: o.kid, x: o.x, nbf: o.nbf, exp: o.exp };
   });
@@ -56,7 +59,8 @@ export function parseKeySet(doc: unknown): KeySetDocument {
   if (!Array.isArray(peersRaw)) throw badKeySet('peers is not a list');
   const peers = peersRaw.map((p, i) => {
     const o = p as Record<string, unknown>;
-    if (typeof p !== 'object' || p === null || !isId(o.issuer)) throw badKeySet(`peers[${i}].issuer is not an identifier`);
+    if (typeof p !== 'object' || p === null || !isId(o.issuer))
+      throw badKeySet(`peers[${i}].issuer is not an identifier`);
     return { issuer: o.issuer, keys: parseKeys(o.keys, `peers[${i}].keys`) };
   });
   const total = keys.length + peers.reduce((n, p) => n + p.keys.length, 0);
@@ -164,6 +168,18 @@ export class HttpKeyResolver implements KeyResolver {
 
   /** How many key set fetches were started (for tests and metrics). */
   fetches = 0;
+  private readonly listeners = new Set<(doc: KeySetDocument) => void>();
+
+  /** Calls `listener` after every successful key set fetch (e.g. to follow the billing server's peers). */
+  subscribe(listener: (doc: KeySetDocument) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** The last key set fetched, if any. */
+  get document(): KeySetDocument | null {
+    return this.doc;
+  }
 
   /** Fetches the key set now (shared with any fetch already under way). */
   refresh(): Promise<void> {
@@ -180,12 +196,22 @@ export class HttpKeyResolver implements KeyResolver {
     this.lastFetch = this.clock();
     let res: Response;
     try {
-      res = await this.fetchImpl(this.endpoint, { signal: AbortSignal.timeout(this.timeoutMs), headers: { accept: 'application/json' } });
+      res = await this.fetchImpl(this.endpoint, {
+        signal: AbortSignal.timeout(this.timeoutMs),
+        headers: { accept: 'application/json' },
+      });
     } catch (e) {
-      throw new MicropayError('billing_unavailable', `Could not fetch the key set from ${this.endpoint}.`, { status: 503, cause: e });
+      throw new MicropayError('billing_unavailable', `Could not fetch the key set from ${this.endpoint}.`, {
+        status: 503,
+        cause: e,
+      });
     }
     if (!res.ok) {
-      throw new MicropayError('billing_unavailable', `The key set at ${this.endpoint} answered ${res.status}.`, { status: 503 });
+      throw new MicropayError(
+        'billing_unavailable',
+        `The key set at ${this.endpoint} answered ${res.status}.`,
+        { status: 503 },
+      );
     }
     const doc = parseKeySet(await res.json().catch(() => null));
     const m = /max-age=(\d+)/.exec(res.headers.get('cache-control') ?? '');
@@ -194,6 +220,7 @@ export class HttpKeyResolver implements KeyResolver {
     this.index = indexKeySet(doc);
     this.lru.clear();
     this.freshUntil = this.clock() + maxAge * 1000;
+    for (const l of this.listeners) l(doc);
   }
 
   peek(iss: string, kid: string, now: number): KeyObject | undefined {

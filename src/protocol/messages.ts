@@ -99,18 +99,32 @@ const AMT: [Check, string] = [isAmount, 'an integer amount of micro-units in [0,
 const PRICE: [Check, string] = [isPrice, 'an integer amount of at least 1 micro-unit'];
 const CUR: [Check, string] = [isCurrency, 'a currency of 3 to 8 characters [A-Z0-9]'];
 const TIME: [Check, string] = [isTime, 'a time in integer Unix seconds'];
-const KEY: [Check, string] = [(v) => isB64urlChars(v) && (v as string).length === 43, 'a base64url Ed25519 public key'];
-const TID: [Check, string] = [(v) => isB64urlChars(v) && (v as string).length === 43, 'a base64url SHA-256 token id'];
+const KEY: [Check, string] = [
+  (v) => isB64urlChars(v) && (v as string).length === 43,
+  'a base64url Ed25519 public key',
+];
+const TID: [Check, string] = [
+  (v) => isB64urlChars(v) && (v as string).length === 43,
+  'a base64url SHA-256 token id',
+];
 const OID: [Check, string] = [isOid, '16 to 64 characters [A-Za-z0-9_-]'];
 const RES: [Check, string] = [
   (v) => typeof v === 'string' && v.length > 0 && v.length <= MAX_RESOURCE_LENGTH,
   `a resource string of at most ${MAX_RESOURCE_LENGTH} characters`,
 ];
-const TEXT: [Check, string] = [(v) => typeof v === 'string' && v.length <= 512, 'a string of at most 512 characters'];
+const TEXT: [Check, string] = [
+  (v) => typeof v === 'string' && v.length <= 512,
+  'a string of at most 512 characters',
+];
 
 const f = (name: string, [check, what]: [Check, string]): Field => [name, check, what];
 
-function validate<T>(typ: string, p: Record<string, unknown>, fields: readonly Field[], optional: readonly Field[] = []): T {
+function validate<T>(
+  typ: string,
+  p: Record<string, unknown>,
+  fields: readonly Field[],
+  optional: readonly Field[] = [],
+): T {
   const out: Record<string, unknown> = { typ: p.typ, v: p.v };
   for (const [name, check, what] of fields) {
     const v = p[name];
@@ -189,7 +203,11 @@ export function parseAuthorization(p: Record<string, unknown>): Authorization {
 const OFFER_FIELDS = [
   f('mer', ID),
   f('acq', ID),
-  ['accepts', (v: unknown) => Array.isArray(v) && v.length <= 64 && v.every(isId), 'a list of issuer ids'] as Field,
+  [
+    'accepts',
+    (v: unknown) => Array.isArray(v) && v.length <= 64 && v.every(isId),
+    'a list of issuer ids',
+  ] as Field,
   f('res', RES),
   f('amt', PRICE),
   f('cur', CUR),
@@ -199,7 +217,8 @@ const OFFER_FIELDS = [
 
 /** Validates an `mp-offer` object (wallets read offers from 402 answers). */
 export function parseOffer(p: unknown): Offer {
-  if (typeof p !== 'object' || p === null || Array.isArray(p)) throw malformed('The offer is not a JSON object.');
+  if (typeof p !== 'object' || p === null || Array.isArray(p))
+    throw malformed('The offer is not a JSON object.');
   const o = p as Record<string, unknown>;
   if (o.typ !== 'mp-offer' || o.v !== 1) throw malformed('The offer must have typ "mp-offer" and v 1.');
   return validate<Offer>('mp-offer', o, OFFER_FIELDS, [f('title', TEXT), f('name', TEXT)]);

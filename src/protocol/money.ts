@@ -4,7 +4,7 @@
  * string is split and scaled as integers, so "0.1" is exactly 100000.
  */
 import { MicropayError } from './errors.js';
-import { MAX_AMOUNT, isAmount, isCurrency } from './ids.js';
+import { isAmount, isCurrency, MAX_AMOUNT } from './ids.js';
 
 /** An amount of integer micro-units (10^-6 of the currency unit) in a currency. */
 export interface Money {

@@ -5,12 +5,23 @@
  */
 import * as ed from '@noble/ed25519';
 import { b64urlDecode, b64urlEncode } from './base64url.js';
-import { type DecodedToken, type TokenType, decodeToken, encodePayload, joinToken, signingInput } from './codec.js';
+import {
+  type DecodedToken,
+  decodeToken,
+  encodePayload,
+  joinToken,
+  signingInput,
+  type TokenType,
+} from './codec.js';
 import { MicropayError } from './errors.js';
 
 function subtle(): SubtleCrypto {
   const s = globalThis.crypto?.subtle;
-  if (!s) throw new MicropayError('no_webcrypto', 'This environment has no WebCrypto (crypto.subtle); use a secure context (https or localhost).');
+  if (!s)
+    throw new MicropayError(
+      'no_webcrypto',
+      'This environment has no WebCrypto (crypto.subtle); use a secure context (https or localhost).',
+    );
   return s;
 }
 
@@ -25,7 +36,10 @@ export async function publicKeyOf(seed: Uint8Array): Promise<string> {
 }
 
 /** Signs a payload object into a token with a 32-byte seed. */
-export async function signTokenAsync(payload: { typ: TokenType } & object, seed: Uint8Array): Promise<string> {
+export async function signTokenAsync(
+  payload: { typ: TokenType } & object,
+  seed: Uint8Array,
+): Promise<string> {
   const seg = encodePayload(payload);
   return joinToken(seg, await ed.signAsync(signingInput(payload.typ, seg), seed));
 }
@@ -42,10 +56,16 @@ export async function verifySignatureAsync(decoded: DecodedToken, x: string): Pr
 }
 
 /** Decodes and verifies a token; returns its payload or throws (`malformed_payment`, `bad_signature`). */
-export async function verifyTokenAsync(token: string, typ: TokenType, x: string): Promise<Record<string, unknown>> {
+export async function verifyTokenAsync(
+  token: string,
+  typ: TokenType,
+  x: string,
+): Promise<Record<string, unknown>> {
   const d = decodeToken(token, typ);
   if (!(await verifySignatureAsync(d, x))) {
-    throw new MicropayError('bad_signature', `The ${typ} token's signature does not verify.`, { status: 402 });
+    throw new MicropayError('bad_signature', `The ${typ} token's signature does not verify.`, {
+      status: 402,
+    });
   }
   return d.payload;
 }

@@ -59,6 +59,10 @@ export function priceSentence(amt: number, cur: string): string {
 }
 
 /** The JSON body of a 402: `{ error, message, offer }`. */
-export function challengeBody(offer: Offer, error = 'payment_required', message = priceSentence(offer.amt, offer.cur)) {
+export function challengeBody(
+  offer: Offer,
+  error = 'payment_required',
+  message = priceSentence(offer.amt, offer.cur),
+) {
   return { error, message, offer };
 }

@@ -41,7 +41,7 @@ export type AcceptResult = 'accepted' | 'replayed' | 'over_limit';
 export interface PaymentStore {
   /** Atomically: if `(iss, sub, oid)` is unmarked and the tally stays within its limit, mark and charge. */
   accept(req: AcceptRequest): Promise<AcceptResult>;
-  /** Takes `amt` back off the tally of `(cid, mer)` (a response that was not charged). The mark stays. */
+  /** Takes `amt` back off the tally of `(cid, mer)` (a response that was not charged), never below 0. The mark stays. */
   release(cid: string, mer: string, amt: number): Promise<void>;
   /** The current tally of `(cid, mer)`, 0 when unknown. */
   spent(cid: string, mer: string): Promise<number>;

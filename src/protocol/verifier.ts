@@ -17,7 +17,14 @@ import { isMicropayError } from './errors.js';
 import { type PaymentHeader, parsePaymentHeader } from './header.js';
 import type { KeyResolver } from './keys.js';
 import { Lru } from './lru.js';
-import { type Credential, type Order, type Receipt, parseCredential, parseOrder, parseReceipt } from './messages.js';
+import {
+  type Credential,
+  type Order,
+  parseCredential,
+  parseOrder,
+  parseReceipt,
+  type Receipt,
+} from './messages.js';
 import type { Money } from './money.js';
 import { formatMoney } from './money.js';
 import type { PaymentStore } from './store.js';
@@ -81,7 +88,9 @@ export interface ReceiptAcceptance {
 export type Verdict = OrderAcceptance | ReceiptAcceptance | Rejection;
 
 /** The billing server's answer to `POST /v1/authorizations`. */
-export type AuthorizationAnswer = { status: 'approved'; auth: string } | { status: 'declined'; reason: string };
+export type AuthorizationAnswer =
+  | { status: 'approved'; auth: string }
+  | { status: 'declined'; reason: string };
 
 /**
  * Asks the billing server online. Throws when the billing server cannot be
@@ -142,8 +151,15 @@ interface CachedCredential {
   buyerKey: KeyObject | null;
 }
 
-const reject = (code: RejectionCode, message: string, status: 400 | 402 | 503 = 402, retryAfter?: number): Rejection =>
-  retryAfter === undefined ? { ok: false, code, status, message } : { ok: false, code, status, message, retryAfter };
+const reject = (
+  code: RejectionCode,
+  message: string,
+  status: 400 | 402 | 503 = 402,
+  retryAfter?: number,
+): Rejection =>
+  retryAfter === undefined
+    ? { ok: false, code, status, message }
+    : { ok: false, code, status, message, retryAfter };
 
 const nowSeconds = () => Math.floor(Date.now() / 1000);
 
@@ -204,7 +220,10 @@ export class Verifier {
     const hit = this.credentials.get(certToken);
     if (hit) {
       // Still accepted, and its issuer key still published (a removed peer stops at once).
-      if (!this.accepts.has(hit.cert.iss) || this.keys.peek(hit.cert.iss, hit.cert.kid, now) !== hit.issuerKey) {
+      if (
+        !this.accepts.has(hit.cert.iss) ||
+        this.keys.peek(hit.cert.iss, hit.cert.kid, now) !== hit.issuerKey
+      ) {
         this.credentials.delete(certToken);
       } else return hit;
     }
@@ -221,15 +240,27 @@ export class Verifier {
     }
     let issuerKey: KeyObject | null;
     try {
-      issuerKey = this.keys.peek(cert.iss, cert.kid, now) ?? (await this.keys.resolve(cert.iss, cert.kid, now));
+      issuerKey =
+        this.keys.peek(cert.iss, cert.kid, now) ?? (await this.keys.resolve(cert.iss, cert.kid, now));
     } catch {
-      return reject('billing_unavailable', 'The billing server could not be reached to look up a signing key. Try again shortly.', 503, this.retryAfter);
+      return reject(
+        'billing_unavailable',
+        'The billing server could not be reached to look up a signing key. Try again shortly.',
+        503,
+        this.retryAfter,
+      );
     }
     if (!issuerKey) {
-      return reject('unknown_issuer', `The signing key "${cert.kid}" of issuer "${cert.iss}" is not known. Fetch a fresh credential.`);
+      return reject(
+        'unknown_issuer',
+        `The signing key "${cert.kid}" of issuer "${cert.iss}" is not known. Fetch a fresh credential.`,
+      );
     }
     if (!verifySignature(decoded, issuerKey)) {
-      return reject('bad_credential', 'The credential is not signed by its issuer. Fetch a fresh credential from your billing server.');
+      return reject(
+        'bad_credential',
+        'The credential is not signed by its issuer. Fetch a fresh credential from your billing server.',
+      );
     }
     const entry: CachedCredential = { ok: true, cert, cid: tid(certToken), issuerKey, buyerKey: null };
     try {
@@ -241,7 +272,12 @@ export class Verifier {
     return entry;
   }
 
-  private async verifyOrder(certToken: string, orderToken: string, input: VerifyInput, now: number): Promise<Verdict> {
+  private async verifyOrder(
+    certToken: string,
+    orderToken: string,
+    input: VerifyInput,
+    now: number,
+  ): Promise<Verdict> {
     // Check 1 for the order token (the credential's is inside `credential`).
     let od: ReturnType<typeof decodeToken>;
     let order: Order;
@@ -256,10 +292,16 @@ export class Verifier {
     const { cert } = c;
     const skew = this.skew;
     // Check 3, times (every request: a cached credential still expires).
-    if (now < cert.nbf - skew) return reject('expired_credential', 'The credential is not valid yet. Check your clock.');
-    if (now > cert.exp + skew) return reject('expired_credential', 'The credential has expired. Fetch a fresh one from your billing server.');
+    if (now < cert.nbf - skew)
+      return reject('expired_credential', 'The credential is not valid yet. Check your clock.');
+    if (now > cert.exp + skew)
+      return reject(
+        'expired_credential',
+        'The credential has expired. Fetch a fresh one from your billing server.',
+      );
     // Check 4.
-    if (order.cid !== c.cid) return reject('bad_signature', 'The order was not made under the credential sent with it.');
+    if (order.cid !== c.cid)
+      return reject('bad_signature', 'The order was not made under the credential sent with it.');
     if (!verifySignature(od, c.buyerKey!)) {
       return reject('bad_signature', "The order's signature does not verify under the credential's key.");
     }
@@ -267,22 +309,47 @@ export class Verifier {
     if (order.mer !== this.merchant) {
       return reject('wrong_merchant', `The order is for merchant "${order.mer}", not "${this.merchant}".`);
     }
-    if (order.res !== input.res) return reject('wrong_resource', `The order pays for "${order.res.slice(0, 200)}", not for this resource.`);
+    if (order.res !== input.res)
+      return reject(
+        'wrong_resource',
+        `The order pays for "${order.res.slice(0, 200)}", not for this resource.`,
+      );
     // Check 6.
     const price = input.price;
     if (order.cur !== cert.cur || order.cur !== price.cur) {
-      return reject('insufficient_amount', `This resource is priced in ${price.cur}; the order or credential is in another currency.`);
+      return reject(
+        'insufficient_amount',
+        `This resource is priced in ${price.cur}; the order or credential is in another currency.`,
+      );
     }
     if (order.amt < price.amt) {
-      return reject('insufficient_amount', `This resource costs ${formatMoney(price.amt, price.cur)}; the order offers ${formatMoney(order.amt, order.cur)}.`);
+      return reject(
+        'insufficient_amount',
+        `This resource costs ${formatMoney(price.amt, price.cur)}; the order offers ${formatMoney(order.amt, order.cur)}.`,
+      );
     }
     // Check 7.
     if (Math.abs(now - order.iat) > this.freshness + skew) {
-      return reject('stale_order', 'The order was not signed just now. Check your clock and sign a new order.');
+      return reject(
+        'stale_order',
+        'The order was not signed just now. Check your clock and sign a new order.',
+      );
     }
     // Checks 8 and 9, atomically with acceptance.
-    const base = { iss: cert.iss, sub: cert.sub, oid: order.oid, iat: order.iat, replayTtl: this.freshness + 2 * skew };
-    const tally = { cid: c.cid, mer: this.merchant, amt: order.amt, limit: cert.lim, ttl: Math.max(1, cert.exp + skew - now) };
+    const base = {
+      iss: cert.iss,
+      sub: cert.sub,
+      oid: order.oid,
+      iat: order.iat,
+      replayTtl: this.freshness + 2 * skew,
+    };
+    const tally = {
+      cid: c.cid,
+      mer: this.merchant,
+      amt: order.amt,
+      limit: cert.lim,
+      ttl: Math.max(1, cert.exp + skew - now),
+    };
     const accepted = (mode: OrderAcceptance['mode'], auth?: string): OrderAcceptance => {
       let released = mode !== 'offline';
       const a: OrderAcceptance = {
@@ -306,23 +373,36 @@ export class Verifier {
     if (order.amt < this.onlineThreshold) {
       const r = await this.store.accept({ ...base, tally });
       if (r === 'accepted') return accepted('offline');
-      if (r === 'replayed') return reject('replayed_order', 'This order was already used. Sign a new order with a fresh oid.');
+      if (r === 'replayed')
+        return reject('replayed_order', 'This order was already used. Sign a new order with a fresh oid.');
     }
     // Online: the replay mark alone, then the billing server.
     const r = await this.store.accept({ ...base, tally: null });
-    if (r === 'replayed') return reject('replayed_order', 'This order was already used. Sign a new order with a fresh oid.');
+    if (r === 'replayed')
+      return reject('replayed_order', 'This order was already used. Sign a new order with a fresh oid.');
     if (!this.authorize) {
-      return reject('limit_exceeded', "This payment is over the credential's offline limit and this merchant does not ask online.");
+      return reject(
+        'limit_exceeded',
+        "This payment is over the credential's offline limit and this merchant does not ask online.",
+      );
     }
     let answer: AuthorizationAnswer;
     try {
       answer = await this.authorize({ cert: certToken, order: orderToken });
     } catch {
       if (order.amt <= this.failOpenMax) return accepted('fail-open');
-      return reject('billing_unavailable', 'The billing server must approve this payment and cannot be reached. Try again shortly.', 503, this.retryAfter);
+      return reject(
+        'billing_unavailable',
+        'The billing server must approve this payment and cannot be reached. Try again shortly.',
+        503,
+        this.retryAfter,
+      );
     }
     if (answer.status === 'approved') return accepted('online', answer.auth);
-    return reject('declined', `The billing server declined this payment (${String(answer.reason).slice(0, 64)}).`);
+    return reject(
+      'declined',
+      `The billing server declined this payment (${String(answer.reason).slice(0, 64)}).`,
+    );
   }
 
   private verifyReceipt(token: string, res: string, now: number): Verdict {
@@ -336,10 +416,14 @@ export class Verifier {
     }
     const key = this.receiptKeys.get(receipt.kid);
     if (receipt.mer !== this.merchant || !key || !verifySignature(d, key)) {
-      return reject('invalid_receipt', 'This receipt was not issued by this merchant. Pay again to get a new one.');
+      return reject(
+        'invalid_receipt',
+        'This receipt was not issued by this merchant. Pay again to get a new one.',
+      );
     }
     if (receipt.res !== res) return reject('invalid_receipt', 'This receipt is for another resource.');
-    if (now > receipt.exp + this.skew) return reject('expired_receipt', 'This receipt has expired. Pay again to get access.');
+    if (now > receipt.exp + this.skew)
+      return reject('expired_receipt', 'This receipt has expired. Pay again to get access.');
     return { ok: true, kind: 'receipt', receipt };
   }
 }

@@ -1,0 +1,635 @@
+/**
+ * The merchant, framework-neutral: one request handler over `node:http`
+ * types doing PROTOCOL.md sections 4 to 7 (price lookup, challenge, verify,
+ * charge, receipt), and the deposit path (queue + batcher). `express.ts`,
+ * `koa.ts` and the proxy are thin adapters over `MicropayCore`.
+ *
+ * Everything that can be done once is done in the constructor: options are
+ * validated, prices parsed, route patterns compiled, keys imported. The hot
+ * path does one price lookup, one verifier call (cached credential, one
+ * signature check, one store call) and, when charged, one receipt signature.
+ *
+ * Charging is decided when the response's headers are written (a wrapped
+ * `writeHead`, which Node calls for implicit headers too): the body is never
+ * buffered, so streams and server-sent events flow.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import pino from 'pino';
+import { Counter, Histogram, Registry } from 'prom-client';
+import { type DeadLetter, type DepositAnswer, DepositBatcher } from '../billing-client/batcher.js';
+import type { PriceManifest } from '../compile/manifest.js';
+import { type SigningKey, signToken } from '../protocol/crypto.js';
+import { MicropayError } from '../protocol/errors.js';
+import { isId } from '../protocol/ids.js';
+import type { KeyResolver, KeySetDocument } from '../protocol/keys.js';
+import type { Offer, Receipt } from '../protocol/messages.js';
+import { type Money, parsePrice } from '../protocol/money.js';
+import {
+  buildOffer,
+  challengeBody,
+  encodeOfferHeader,
+  priceSentence,
+  wwwAuthenticate,
+} from '../protocol/offer.js';
+import type { PaymentStore } from '../protocol/store.js';
+import { type Authorizer, type OrderAcceptance, type Rejection, Verifier } from '../protocol/verifier.js';
+import { MemoryDepositQueue, MemoryPaymentStore } from '../stores/memory.js';
+import type { DepositItem, DepositQueue } from '../stores/types.js';
+import { prefersHtml, renderPaywall } from './paywall.js';
+import { type PriceFunction, type PriceSpec, PriceTable, type ResolvedPrice } from './prices.js';
+import { loadReceiptKey, type ReceiptKey, type ReceiptOptions } from './receipts.js';
+
+/** The part of a billing client the merchant needs. `createBillingClient` from `micropay/billing-client` fits. */
+export interface MerchantBilling {
+  /** The key resolver of the merchant's own billing server. */
+  keyResolver(): KeyResolver & { subscribe?(l: (doc: KeySetDocument) => void): () => void };
+  /** `POST /v1/authorizations`; throws when the server cannot be reached. */
+  authorize: Authorizer;
+  /** `POST /v1/deposits`; throws when the server cannot be reached. */
+  deposit(req: { batch: string; orders: DepositItem[] }): Promise<DepositAnswer>;
+}
+
+/** Minimal logger (pino-compatible). */
+export interface MicropayLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+/** What the application sees of a payment: `req.micropay` (Express) or `ctx.state.micropay` (Koa). */
+export type PaymentInfo =
+  | {
+      kind: 'order';
+      /** Buyer account (`sub`) and its issuer. */
+      buyer: string;
+      issuer: string;
+      /** Amount paid, micro-units, and currency. */
+      amount: number;
+      currency: string;
+      oid: string;
+      /** The resource string paid for. */
+      res: string;
+      /** How it was accepted. */
+      mode: OrderAcceptance['mode'];
+    }
+  | {
+      kind: 'receipt';
+      buyer: string;
+      amount: number;
+      currency: string;
+      oid: string;
+      res: string;
+      receipt: Receipt;
+    };
+
+/** Options of `micropay()` (Express and Koa) and of `MicropayCore`. */
+export interface MicropayOptions {
+  /** This merchant's account id at its billing server. */
+  merchant: string;
+  /** The billing server: `{ url, token }` (merchant token), or a billing client. */
+  billing: { url: string; token: string } | MerchantBilling;
+  /**
+   * Prices by `"METHOD /pattern"` (`:param` and a trailing `*`; first match wins): a price string
+   * (`"0.002 USD"`), `{ price, duration, title, description }`, a function of the request returning a
+   * price (sync or async), or `null` for free. Unmatched requests are free.
+   * @example { 'GET /articles/:id': '0.002 USD', 'GET /live/*': (ctx) => livePrice(ctx.params['*']), 'GET /articles/free': null }
+   */
+  prices?: Record<string, PriceSpec>;
+  /** A price manifest written by `micropay compile` (a path, or the parsed object); tried after `prices`. */
+  manifest?: string | PriceManifest;
+  /** Price functions for the manifest's `dynamic` routes, by name. */
+  dynamicPrices?: Record<string, PriceFunction>;
+  /** Issuers whose credentials are taken. Default: the billing server's issuer and its peers, followed as they change. */
+  accepts?: string[];
+  /** Orders of this amount or more are always approved online. Default `"1 USD"`-equivalent: 1,000,000 micro-units. */
+  onlineThreshold?: number | string;
+  /** Freshness window of `order.iat`, seconds. Default 300. */
+  freshness?: number;
+  /** Clock skew allowed on every time check, seconds. Default 60. */
+  skew?: number;
+  /** Receipt key and default receipt lifetime. Default: a key for this process only, 3600 s. */
+  receipts?: ReceiptOptions;
+  /** Replay marks and spend tallies. Default: in memory (warns when NODE_ENV=production). */
+  store?: PaymentStore;
+  /** The durable deposit queue. Default: in memory (warns when NODE_ENV=production). */
+  queue?: DepositQueue;
+  /** Batching of deposits. */
+  deposits?: {
+    maxBatch?: number;
+    maxDelayMs?: number;
+    retryBaseMs?: number;
+    retryMaxMs?: number;
+    drainTimeoutMs?: number;
+  };
+  /** Whether a response status is charged. Default: `status < 400`. */
+  charge?: (status: number) => boolean;
+  /**
+   * When the billing server must approve a payment and cannot be reached: `false` (default) answers
+   * 503; `{ max }` accepts orders up to `max` (a price) without it.
+   */
+  failOpen?: false | { max: number | string };
+  /** Called after a payment is charged (the response is on its way). */
+  onPaid?: (info: PaymentInfo, req: IncomingMessage) => void;
+  /** Called when a payment is refused. */
+  onRejected?: (rejection: Rejection, req: IncomingMessage) => void;
+  /** A pino-compatible logger. Default: pino at level `warn` on stderr. */
+  logger?: MicropayLogger;
+  /** Display name of the merchant in offers and the paywall page. */
+  name?: string;
+  /** Seconds a quoted price holds (offer `exp`). Default 300. */
+  offerTtl?: number;
+  /** URL of the browser wallet script the paywall page loads. Default `/_micropay/wallet.js`. */
+  walletScript?: string;
+  /** A prom-client registry to register metrics in. Default: a registry of this instance (`core.metrics`). */
+  registry?: Registry;
+  /** The clock, in Unix seconds. Default: the system clock. For tests. */
+  clock?: () => number;
+}
+
+/** What `handle` decided. */
+export type Outcome = { action: 'free' } | { action: 'answered' } | { action: 'paid'; info: PaymentInfo };
+
+function optionError(message: string): MicropayError {
+  return new MicropayError('invalid_option', message);
+}
+
+function seconds(v: unknown, name: string, dflt: number): number {
+  if (v === undefined) return dflt;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
+    throw optionError(`${name} must be a whole number of seconds (>= 0).`);
+  return v;
+}
+
+function amountOption(v: number | string | undefined, name: string, dflt: number): number {
+  if (v === undefined) return dflt;
+  if (typeof v === 'number') {
+    if (!Number.isSafeInteger(v) || v < 1)
+      throw optionError(`${name} must be an integer number of micro-units (>= 1) or a price string.`);
+    return v;
+  }
+  try {
+    return parsePrice(v).amt;
+  } catch (e) {
+    throw optionError(`${name}: ${(e as Error).message}`);
+  }
+}
+
+async function createClient(b: { url: string; token: string }): Promise<MerchantBilling> {
+  const mod = await import('../billing-client/index.js');
+  return mod.createBillingClient({ url: b.url, token: b.token }) as unknown as MerchantBilling;
+}
+
+/** The framework-neutral merchant. Build one per app; adapters wrap it. */
+export class MicropayCore {
+  readonly merchant: string;
+  readonly name: string | undefined;
+  readonly prices: PriceTable;
+  readonly receipt: ReceiptKey;
+  readonly store: PaymentStore;
+  readonly queue: DepositQueue;
+  readonly metrics: Registry;
+  readonly logger: MicropayLogger;
+  private readonly options: MicropayOptions;
+  private readonly charge: (status: number) => boolean;
+  private readonly offerTtl: number;
+  private readonly freshness: number;
+  private readonly skew: number;
+  private readonly onlineThreshold: number;
+  private readonly failOpenMax: number;
+  private readonly now: () => number;
+  private readonly ownsStore: boolean;
+  private readonly ownsQueue: boolean;
+  private billing: MerchantBilling | null = null;
+  private verifier: Verifier | null = null;
+  private batcher: DepositBatcher | null = null;
+  private acq = '';
+  private accepts: string[] = [];
+  private init: Promise<void> | null = null;
+  private closed = false;
+  private readonly inflight = new Set<Promise<unknown>>();
+  private readonly m: {
+    payments: Counter<'mode'>;
+    rejections: Counter<'code'>;
+    receipts: Counter;
+    uncharged: Counter;
+    deposits: Counter<'status'>;
+    verify: Histogram;
+  };
+
+  constructor(options: MicropayOptions) {
+    if (typeof options !== 'object' || options === null) {
+      throw optionError('micropay() needs an options object: micropay({ merchant, billing, prices }).');
+    }
+    const o = options;
+    if (!isId(o.merchant))
+      throw optionError('merchant must be your merchant account id (1 to 128 characters [A-Za-z0-9._:-]).');
+    if (typeof o.billing !== 'object' || o.billing === null) {
+      throw optionError(
+        'billing must be { url, token } (your billing server and merchant token) or a billing client.',
+      );
+    }
+    if ('url' in o.billing) {
+      try {
+        new URL(o.billing.url);
+      } catch {
+        throw optionError(
+          `billing.url is not a URL: ${JSON.stringify(String(o.billing.url).slice(0, 100))}.`,
+        );
+      }
+      if (typeof o.billing.token !== 'string' || o.billing.token.length === 0) {
+        throw optionError('billing.token must be the merchant API token your billing server issued.');
+      }
+    } else if (typeof o.billing.authorize !== 'function' || typeof o.billing.deposit !== 'function') {
+      throw optionError('billing must be { url, token } or a billing client with authorize() and deposit().');
+    } else this.billing = o.billing;
+    if (
+      o.accepts !== undefined &&
+      (!Array.isArray(o.accepts) || !o.accepts.every(isId) || o.accepts.length === 0)
+    ) {
+      throw optionError('accepts must be a non-empty list of issuer ids.');
+    }
+    if (o.charge !== undefined && typeof o.charge !== 'function')
+      throw optionError('charge must be a function (status) => boolean.');
+    this.options = o;
+    this.merchant = o.merchant;
+    this.name = o.name;
+    this.freshness = seconds(o.freshness, 'freshness', 300);
+    this.skew = seconds(o.skew, 'skew', 60);
+    this.offerTtl = seconds(o.offerTtl, 'offerTtl', 300);
+    this.onlineThreshold = amountOption(o.onlineThreshold, 'onlineThreshold', 1_000_000);
+    this.failOpenMax = o.failOpen ? amountOption(o.failOpen.max, 'failOpen.max', 0) : 0;
+    this.charge = o.charge ?? ((s) => s < 400);
+    this.now = o.clock ?? (() => Math.floor(Date.now() / 1000));
+    this.logger =
+      o.logger ??
+      pino({ name: 'micropay', level: process.env.MICROPAY_LOG_LEVEL ?? 'warn' }, pino.destination(2));
+    this.receipt = loadReceiptKey(o.receipts);
+    const defaultDuration = seconds(o.receipts?.duration, 'receipts.duration', 3600);
+    this.prices = new PriceTable({
+      prices: o.prices,
+      manifest: o.manifest,
+      dynamicPrices: o.dynamicPrices,
+      defaultDuration,
+    });
+    const production = process.env.NODE_ENV === 'production';
+    this.ownsStore = !o.store;
+    this.store = o.store ?? new MemoryPaymentStore();
+    this.ownsQueue = !o.queue;
+    this.queue = o.queue ?? new MemoryDepositQueue();
+    if (production && (this.ownsStore || this.ownsQueue)) {
+      this.logger.warn(
+        {},
+        'micropay: using the in-memory store and deposit queue in production: replays are only caught per process and queued deposits die with it. Pass store: redisStore(...) and queue: redisQueue(...).',
+      );
+    }
+    if (this.receipt.ephemeral && production) {
+      this.logger.warn(
+        {},
+        'micropay: no receipts.keyFile: receipts stop working at restart and on other instances.',
+      );
+    }
+    const reg = o.registry ?? new Registry();
+    this.metrics = reg;
+    this.m = {
+      payments: new Counter({
+        name: 'micropay_payments_total',
+        help: 'Payments accepted, by mode',
+        labelNames: ['mode'],
+        registers: [reg],
+      }),
+      rejections: new Counter({
+        name: 'micropay_rejections_total',
+        help: 'Payments refused, by code',
+        labelNames: ['code'],
+        registers: [reg],
+      }),
+      receipts: new Counter({
+        name: 'micropay_receipt_accesses_total',
+        help: 'Accesses with a receipt',
+        registers: [reg],
+      }),
+      uncharged: new Counter({
+        name: 'micropay_uncharged_total',
+        help: 'Accepted orders not charged (response failed)',
+        registers: [reg],
+      }),
+      deposits: new Counter({
+        name: 'micropay_deposited_orders_total',
+        help: 'Deposited orders, by status',
+        labelNames: ['status'],
+        registers: [reg],
+      }),
+      verify: new Histogram({
+        name: 'micropay_verify_seconds',
+        help: 'Time to verify a payment',
+        buckets: [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.25, 1],
+        registers: [reg],
+      }),
+    };
+  }
+
+  /** Connects to the billing server (key set, issuer) and starts the batcher. Called on the first priced request. */
+  ready(): Promise<void> {
+    if (!this.init) {
+      this.init = this.connect().catch((e) => {
+        this.init = null; // try again on the next request
+        throw e;
+      });
+    }
+    return this.init;
+  }
+
+  private async connect(): Promise<void> {
+    const o = this.options;
+    if (!this.billing) this.billing = await createClient(o.billing as { url: string; token: string });
+    const billing = this.billing;
+    const keys = billing.keyResolver();
+    const issuers = await keys.issuers();
+    this.acq = issuers[0]!;
+    this.accepts = o.accepts ?? issuers;
+    const verifierOpts = {
+      merchant: this.merchant,
+      accepts: this.accepts,
+      keys,
+      store: this.store,
+      authorize: (r: { cert: string; order: string }) => billing.authorize(r),
+      onlineThreshold: this.onlineThreshold,
+      freshness: this.freshness,
+      skew: this.skew,
+      failOpenMax: this.failOpenMax,
+      receiptKeys: new Map([[this.receipt.kid, this.receipt.key.publicKey]]),
+    };
+    this.verifier = new Verifier(verifierOpts);
+    if (!o.accepts && keys.subscribe) {
+      keys.subscribe((doc) => {
+        this.accepts = [doc.issuer, ...doc.peers.map((p) => p.issuer)];
+        this.verifier?.setAccepts(this.accepts);
+      });
+    }
+    const d = o.deposits ?? {};
+    this.batcher = new DepositBatcher({ queue: this.queue, billing, logger: this.logger, ...d });
+    this.batcher.on('deposited', (a: DepositAnswer) => {
+      for (const r of a.results) this.m.deposits.inc({ status: r.status });
+    });
+    this.batcher.on('rejected', (dl: DeadLetter) => this.emitDeadLetter(dl));
+    this.batcher.start();
+  }
+
+  private readonly deadLetterListeners = new Set<(dl: DeadLetter) => void>();
+  private emitDeadLetter(dl: DeadLetter): void {
+    for (const l of this.deadLetterListeners) l(dl);
+  }
+  /** Calls `listener` for every order the billing server rejects. */
+  onDeadLetter(listener: (dl: DeadLetter) => void): () => void {
+    this.deadLetterListeners.add(listener);
+    return () => this.deadLetterListeners.delete(listener);
+  }
+  /** Orders the billing server rejected (bounded, newest last). */
+  get deadLetters(): readonly DeadLetter[] {
+    return this.batcher?.deadLetters ?? [];
+  }
+  /** The deposit batcher, once connected. */
+  get deposits(): DepositBatcher | null {
+    return this.batcher;
+  }
+
+  /**
+   * Handles one request. `target` is the request target as the merchant received it (for Express
+   * `req.originalUrl`). Resolves `free` (go on), `paid` (go on; the charge is decided when headers are
+   * written), or `answered` (a 402/400/503 was sent; do not go on).
+   */
+  async handle(req: IncomingMessage, res: ServerResponse, target = req.url ?? '/'): Promise<Outcome> {
+    const method = req.method ?? 'GET';
+    let priced: ResolvedPrice | null;
+    try {
+      const p = this.prices.lookup(req, method, target);
+      priced = p instanceof Promise ? await p : p;
+    } catch (e) {
+      this.logger.error(
+        { err: (e as Error).message, route: target.slice(0, 200) },
+        'micropay: the price function failed',
+      );
+      this.sendError(
+        res,
+        500,
+        'price_unavailable',
+        'The price of this resource could not be computed. Try again later.',
+      );
+      return { action: 'answered' };
+    }
+    if (!priced) return { action: 'free' };
+    if (this.closed) {
+      this.sendError(res, 503, 'shutting_down', 'This server is shutting down. Try again shortly.', 1);
+      return { action: 'answered' };
+    }
+    try {
+      await this.ready();
+    } catch (e) {
+      this.logger.error({ err: (e as Error).message }, 'micropay: cannot reach the billing server');
+      this.sendError(
+        res,
+        503,
+        'billing_unavailable',
+        'The billing server cannot be reached, so no payment can be taken. Try again shortly.',
+        5,
+      );
+      return { action: 'answered' };
+    }
+    const res_ = `${method} ${target}`;
+    const header = req.headers['micropay-payment'];
+    if (header === undefined) {
+      this.challenge(req, res, res_, priced);
+      return { action: 'answered' };
+    }
+    const t0 = performance.now();
+    const v = await this.verifier!.verify({ res: res_, price: priced.price, header, now: this.now() });
+    this.m.verify.observe((performance.now() - t0) / 1000);
+    if (!v.ok) {
+      this.m.rejections.inc({ code: v.code });
+      this.options.onRejected?.(v, req);
+      if (v.status === 402) this.challenge(req, res, res_, priced, v);
+      else this.sendError(res, v.status, v.code, v.message, v.retryAfter);
+      return { action: 'answered' };
+    }
+    if (v.kind === 'receipt') {
+      this.m.receipts.inc();
+      const r = v.receipt;
+      return {
+        action: 'paid',
+        info: {
+          kind: 'receipt',
+          buyer: r.sub,
+          amount: r.amt,
+          currency: r.cur,
+          oid: r.oid,
+          res: r.res,
+          receipt: r,
+        },
+      };
+    }
+    this.m.payments.inc({ mode: v.mode });
+    const info: PaymentInfo = {
+      kind: 'order',
+      buyer: v.cert.sub,
+      issuer: v.cert.iss,
+      amount: v.order.amt,
+      currency: v.order.cur,
+      oid: v.order.oid,
+      res: res_,
+      mode: v.mode,
+    };
+    this.chargeOnHeaders(req, res, v, priced, info);
+    return { action: 'paid', info };
+  }
+
+  /** Wraps `res.writeHead` so the charge is decided on the status, before the first byte of the body. */
+  private chargeOnHeaders(
+    req: IncomingMessage,
+    res: ServerResponse,
+    v: OrderAcceptance,
+    priced: ResolvedPrice,
+    info: PaymentInfo,
+  ): void {
+    let decided = false;
+    const original = res.writeHead;
+    const decide = (status: number) => {
+      if (decided) return;
+      decided = true;
+      res.writeHead = original;
+      if (status > 0 && this.charge(status)) {
+        if (!res.headersSent) res.setHeader('Micropay-Receipt', this.signReceipt(v, priced));
+        const item: DepositItem = { cert: v.certToken, order: v.orderToken };
+        if (v.auth !== undefined) item.auth = v.auth;
+        this.track(
+          this.queue.append(item).then(
+            () => this.batcher?.notify(),
+            (e) =>
+              this.logger.error(
+                { err: (e as Error).message, oid: v.order.oid },
+                'micropay: could not queue a charged order for deposit',
+              ),
+          ),
+        );
+        this.options.onPaid?.(info, req);
+      } else {
+        this.m.uncharged.inc();
+        this.track(v.release().catch(() => {}));
+      }
+    };
+    res.writeHead = function (this: ServerResponse, ...args: unknown[]) {
+      decide(typeof args[0] === 'number' ? args[0] : this.statusCode);
+      return (original as (...a: unknown[]) => ServerResponse).apply(this, args);
+    } as typeof res.writeHead;
+    // A connection that closes before any header was written is not charged.
+    res.once('close', () => {
+      if (!decided) decide(res.headersSent ? res.statusCode : 0);
+    });
+  }
+
+  private signReceipt(v: OrderAcceptance, priced: ResolvedPrice): string {
+    const iat = this.now();
+    const r: Receipt = {
+      typ: 'mp-receipt',
+      v: 1,
+      mer: this.merchant,
+      kid: this.receipt.kid,
+      res: v.order.res,
+      oid: v.order.oid,
+      amt: v.order.amt,
+      cur: v.order.cur,
+      sub: v.cert.sub,
+      iat,
+      exp: iat + priced.duration,
+    };
+    return signToken(r, this.receipt.key);
+  }
+
+  private track(p: Promise<unknown>): void {
+    this.inflight.add(p);
+    p.finally(() => this.inflight.delete(p));
+  }
+
+  /** The offer for a resource at a price. */
+  offer(res: string, priced: ResolvedPrice): Offer {
+    return buildOffer({
+      mer: this.merchant,
+      acq: this.acq,
+      accepts: this.accepts,
+      res,
+      amt: priced.price.amt,
+      cur: priced.price.cur,
+      dur: priced.duration,
+      exp: this.now() + this.offerTtl,
+      ...(priced.title !== undefined ? { title: priced.title } : {}),
+      ...(this.name !== undefined ? { name: this.name } : {}),
+    });
+  }
+
+  private challenge(
+    req: IncomingMessage,
+    res: ServerResponse,
+    resource: string,
+    priced: ResolvedPrice,
+    why?: Rejection,
+  ): void {
+    const offer = this.offer(resource, priced);
+    res.statusCode = 402;
+    res.setHeader('WWW-Authenticate', wwwAuthenticate(this.merchant));
+    res.setHeader('Micropay-Offer', encodeOfferHeader(offer));
+    res.setHeader('Cache-Control', 'no-store');
+    res.setHeader('Vary', 'Accept, Micropay-Payment');
+    if (prefersHtml(req.headers.accept)) {
+      res.setHeader('Content-Type', 'text/html; charset=utf-8');
+      const opts: Parameters<typeof renderPaywall>[1] = {};
+      if (this.options.walletScript) opts.walletScript = this.options.walletScript;
+      if (priced.description) opts.description = priced.description;
+      if (why) {
+        opts.error = why.code;
+        opts.message = why.message;
+      }
+      res.end(renderPaywall(offer, opts));
+      return;
+    }
+    res.setHeader('Content-Type', 'application/json; charset=utf-8');
+    const body = why
+      ? challengeBody(offer, why.code, why.message)
+      : challengeBody(offer, 'payment_required', priceSentence(offer.amt, offer.cur));
+    res.end(JSON.stringify(body));
+  }
+
+  private sendError(
+    res: ServerResponse,
+    status: number,
+    code: string,
+    message: string,
+    retryAfter?: number,
+  ): void {
+    res.statusCode = status;
+    res.setHeader('Content-Type', 'application/json; charset=utf-8');
+    res.setHeader('Cache-Control', 'no-store');
+    if (retryAfter !== undefined) res.setHeader('Retry-After', String(retryAfter));
+    res.end(JSON.stringify({ error: code, message }));
+  }
+
+  /** Stops taking payments, waits for queued appends, drains deposits (see `deposits.drainTimeoutMs`), closes owned stores. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.allSettled([...this.inflight]);
+    if (this.batcher) {
+      const left = await this.batcher.close();
+      if (left > 0)
+        this.logger.warn(
+          { left },
+          'micropay: deposits still queued at close; they are delivered by the next start (Redis queue)',
+        );
+    }
+    if (this.ownsStore) await this.store.close();
+    if (this.ownsQueue) await this.queue.close();
+  }
+}
+
+/** Reads a price for use outside requests (e.g. `onlineThreshold`). */
+export function toMoney(p: string | Money): Money {
+  return parsePrice(p);
+}

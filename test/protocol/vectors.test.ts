@@ -1,0 +1,109 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import type { TokenType } from '../../src/protocol/codec.js';
+import {
+  type Authorizer,
+  createVerifier,
+  decodeToken,
+  StaticKeyResolver,
+  signingKeyFromSeed,
+  signToken,
+  tid,
+  verifySignature,
+} from '../../src/protocol/index.js';
+import { publicKeyOf, signTokenAsync, tidAsync, verifySignatureAsync } from '../../src/protocol/noble.js';
+import { MemoryPaymentStore } from '../../src/stores/memory.js';
+import { copyVectorsPath, sharedVectorsPath, vectors as V } from '../helpers/vectors.js';
+
+describe('shared vectors v1', () => {
+  it.skipIf(!sharedVectorsPath)('the synced copy under test/vectors equals shared/vectors/v1.json', () => {
+    expect(readFileSync(copyVectorsPath, 'utf8')).toBe(readFileSync(sharedVectorsPath!, 'utf8'));
+  });
+
+  it('derives every published key from its seed, on both backends', async () => {
+    for (const [name, k] of Object.entries(V.keys)) {
+      expect(signingKeyFromSeed(k.seed).x, name).toBe(k.x);
+      expect(await publicKeyOf(Buffer.from(k.seed, 'hex')), name).toBe(k.x);
+    }
+  });
+
+  for (const name of ['cert', 'order', 'receipt'] as const) {
+    it(`signs the ${name} token byte for byte and computes its tid (node:crypto and noble)`, async () => {
+      const t = V.tokens[name];
+      const keyName = name === 'cert' ? 'billing' : name === 'order' ? 'buyer' : 'merchantReceipt';
+      const seed = V.keys[keyName]!.seed;
+      const payload = t.payload as { typ: TokenType };
+      expect(signToken(payload, signingKeyFromSeed(seed))).toBe(t.token);
+      expect(await signTokenAsync(payload, Buffer.from(seed, 'hex'))).toBe(t.token);
+      if ('tid' in t) {
+        expect(tid(t.token)).toBe(t.tid);
+        expect(await tidAsync(t.token)).toBe(t.tid);
+      }
+      const d = decodeToken(t.token, payload.typ);
+      expect(d.payload).toEqual(t.payload);
+      expect(verifySignature(d, signingKeyFromSeed(seed).publicKey)).toBe(true);
+      expect(await verifySignatureAsync(d, V.keys[keyName]!.x)).toBe(true);
+    });
+  }
+
+  for (const bad of V.badTokens) {
+    it(`rejects bad token: ${bad.name} (both backends)`, async () => {
+      const key = signingKeyFromSeed(V.keys[bad.key]!.seed);
+      let ok = false;
+      let okNoble = false;
+      try {
+        const d = decodeToken(bad.token, bad.typ as TokenType);
+        ok = verifySignature(d, key.publicKey);
+        okNoble = await verifySignatureAsync(d, key.x);
+      } catch (e) {
+        expect((e as { code?: string }).code).toBe('malformed_payment');
+      }
+      expect(ok).toBe(false);
+      expect(okNoble).toBe(false);
+    });
+  }
+
+  describe('merchant cases through the verifier', () => {
+    const m = V.merchant;
+    for (const c of V.merchantCases) {
+      it(`${c.name} -> ${c.expect}`, async () => {
+        const store = new MemoryPaymentStore();
+        let asked = 0;
+        const authorize: Authorizer = async () => {
+          asked++;
+          return { status: 'approved', auth: 'auth-token' };
+        };
+        const verifier = createVerifier({
+          merchant: m.mer,
+          accepts: m.accepts,
+          keys: new StaticKeyResolver(V.billingKeys, m.skew),
+          store,
+          authorize,
+          onlineThreshold: m.onlineThreshold,
+          freshness: m.freshness,
+          skew: m.skew,
+        });
+        const run = (header: string) => verifier.verify({ res: m.res, price: m.price, header, now: V.now });
+        for (const h of c.before ?? []) expect((await run(h)).ok).toBe(true);
+        asked = 0;
+        const v = await run(c.header);
+        await store.close();
+        if (c.expect === 'ok') {
+          expect(v).toMatchObject({ ok: true, kind: 'order', mode: 'offline' });
+          expect(asked).toBe(0);
+        } else if (c.expect === 'online') {
+          expect(v).toMatchObject({ ok: true, kind: 'order', mode: 'online', auth: 'auth-token' });
+          expect(asked).toBe(1);
+        } else {
+          expect(v.ok).toBe(false);
+          if (!v.ok) {
+            expect(v.code).toBe(c.expect);
+            expect(v.status).toBe(c.expect === 'malformed_payment' ? 400 : 402);
+            expect(v.message.length).toBeGreaterThan(10);
+          }
+          expect(asked).toBe(0);
+        }
+      });
+    }
+  });
+});
