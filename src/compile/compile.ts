@@ -53,13 +53,15 @@ export interface PricingOptions {
 /** Options of `compile`. */
 export interface CompileOptions extends PricingOptions {
   /**
-   * The directory to compile, or a single HTML file.
+   * The directory to compile (every file under it, following symbolic links
+   * to files but not to directories), or a single HTML file.
    * @example 'site'
    */
   input: string;
   /**
    * The directory to write into; created when missing. It may be `input`
-   * itself (compile in place) but not a directory inside it.
+   * itself (compile in place) but not a directory inside it. Files already
+   * there are overwritten where the input has the same path, others are kept.
    * @example 'dist'
    */
   outDir: string;
@@ -191,13 +193,15 @@ export function compilePages(
 
 async function listFiles(root: string, dir = ''): Promise<string[]> {
   const entries = await readdir(join(root, dir), { withFileTypes: true });
-  const names = entries.map((e) => e.name).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const out: string[] = [];
-  for (const name of names) {
-    const rel = dir === '' ? name : `${dir}/${name}`;
-    const s = await stat(join(root, rel));
-    if (s.isDirectory()) out.push(...(await listFiles(root, rel)));
-    else if (s.isFile()) out.push(rel);
+  for (const entry of entries) {
+    const rel = dir === '' ? entry.name : `${dir}/${entry.name}`;
+    if (entry.isDirectory()) out.push(...(await listFiles(root, rel)));
+    else if (entry.isFile()) out.push(rel);
+    // A symbolic link is followed to a file, never to a directory (no cycles).
+    else if (entry.isSymbolicLink() && (await stat(join(root, rel)).catch(() => null))?.isFile())
+      out.push(rel);
   }
   return out;
 }

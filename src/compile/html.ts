@@ -74,7 +74,7 @@ export interface PageLink {
   end: number;
   /** Path and query the link requests on this site, or `null` (other origin, other scheme, no href). */
   target: string | null;
-  /** True for an `href` that is only a fragment (`#top`): never priced by a rule. */
+  /** True for an `href` that is empty or only a fragment (`#top`), a link to the page itself: never priced by a rule. */
   fragmentOnly: boolean;
   /** Price markup of the page (`data-price` ...), when present and valid. */
   markup?: LinkPricing;
@@ -315,7 +315,7 @@ export function analysePage(text: string, options: AnalyseOptions): PageAnalysis
       start: loc.startOffset,
       end: loc.endOffset,
       target,
-      fragmentOnly: href?.trim().startsWith('#') === true,
+      fragmentOnly: href !== undefined && (href.trim() === '' || href.trim().startsWith('#')),
       text: textOf(el),
       insertAt,
       remove,

@@ -128,10 +128,16 @@ export function compileMatch(input: string, defaultMethod?: string): CompiledMat
 }
 
 /**
- * True when `path` (no query) would be read as a pattern rather than
- * literally: a segment starting with `:` or a `*`. Such a URL cannot be an
- * exact route unless it has a query.
+ * Why a request target (path and optional query, as a link requests it)
+ * cannot be written as an exact route, or `null` when it can: a path with a
+ * `:`-segment or a `*` but no query reads as a pattern, and a route is at
+ * most 2048 characters.
  */
-export function looksLikePattern(path: string): boolean {
-  return path.includes('*') || path.split('/').some((seg) => seg.startsWith(':'));
+export function exactRouteProblem(target: string): string | null {
+  if (target.length > 2048) return 'it is longer than 2048 characters';
+  if (target.includes('?')) return null;
+  if (target.includes('*') || target.split('/').some((seg) => seg.startsWith(':'))) {
+    return 'its path reads as a pattern (":" segment or "*")';
+  }
+  return null;
 }

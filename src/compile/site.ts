@@ -16,7 +16,7 @@ import {
   renderPage,
 } from './html.js';
 import { type ManifestRoute, type PriceManifest, parseManifest } from './manifest.js';
-import { looksLikePattern } from './match.js';
+import { exactRouteProblem } from './match.js';
 import { type CompiledRule, findRule } from './rules.js';
 
 /** A problem or warning, at a place: `"site/blog/post.html:12:5"`, `"prices.yaml:3:3"`. */
@@ -190,11 +190,12 @@ export class SiteCompiler {
       for (const link of page.analysis.links) {
         if (!link.markup || link.target === null) continue;
         const source = this.where(page, link);
-        if (!link.target.includes('?') && looksLikePattern(link.target)) {
+        const problem = exactRouteProblem(link.target);
+        if (problem) {
           this.warnings.push({
             code: 'unpriceable_link',
             source,
-            message: `${link.target} cannot be priced exactly: its path reads as a pattern (":" segment or "*")`,
+            message: `${link.target} cannot be priced: ${problem}`,
           });
           continue;
         }
@@ -233,7 +234,7 @@ export class SiteCompiler {
           this.ruleSources.set(rule, list);
           continue;
         }
-        if (link.compiled && (link.target.includes('?') || !looksLikePattern(link.target))) {
+        if (link.compiled && exactRouteProblem(link.target) === null) {
           this.accumulate(this.fallback, `GET ${link.target}`, link.compiled, source, '');
           fallbackLinks.push([link, link.target]);
         }

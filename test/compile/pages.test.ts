@@ -118,7 +118,13 @@ describe('invalid markup', () => {
   it('warns about a path that would read as a pattern', () => {
     const { html, result } = one('<a href="/files/*" data-price="1 USD">star</a>');
     expect(html).not.toContain('data-micropay-');
-    expect(result.warnings[0]!.message).toContain('its path reads as a pattern');
+    expect(result.warnings[0]!.message).toBe(
+      '/files/* cannot be priced: its path reads as a pattern (":" segment or "*")',
+    );
+    const long = `/${'a'.repeat(2048)}`;
+    expect(one(`<a href="${long}" data-price="1 USD">long</a>`).result.warnings[0]!.message).toBe(
+      `${long} cannot be priced: it is longer than 2048 characters`,
+    );
   });
 });
 
