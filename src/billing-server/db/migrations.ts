@@ -1,0 +1,122 @@
+/**
+ * Versioned schema migrations, one list per dialect, applied in order and
+ * recorded in `schema_migrations`. Append new versions; never edit one that
+ * has shipped. Amounts are BIGINT in PostgreSQL (parsed back to safe numbers)
+ * and INTEGER (64-bit) in SQLite; booleans are 0/1 integers in both.
+ */
+
+/** One migration: its version and the statements that take the schema there. */
+export interface Migration {
+  version: number;
+  name: string;
+  statements: string[];
+}
+
+const tables = (big: string, serial: string): string[] => [
+  `CREATE TABLE accounts (
+    id TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    status TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    balance ${big} NOT NULL DEFAULT 0,
+    credit_limit ${big} NOT NULL DEFAULT 0,
+    daily_limit ${big},
+    commission_bps INTEGER NOT NULL DEFAULT 0,
+    name TEXT,
+    created ${big} NOT NULL,
+    updated ${big} NOT NULL
+  )`,
+  `CREATE TABLE tokens (
+    id TEXT PRIMARY KEY,
+    hash TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    created ${big} NOT NULL,
+    revoked ${big}
+  )`,
+  'CREATE INDEX tokens_subject ON tokens (subject)',
+  `CREATE TABLE signing_keys (
+    kid TEXT PRIMARY KEY,
+    x TEXT NOT NULL UNIQUE,
+    seq INTEGER NOT NULL UNIQUE,
+    nbf ${big} NOT NULL,
+    retired ${big},
+    exp ${big},
+    last_cert_exp ${big}
+  )`,
+  `CREATE TABLE orders (
+    iss TEXT NOT NULL,
+    sub TEXT NOT NULL,
+    mer TEXT NOT NULL,
+    oid TEXT NOT NULL,
+    cid TEXT NOT NULL,
+    amt ${big} NOT NULL,
+    fee ${big} NOT NULL,
+    cur TEXT NOT NULL,
+    authorized INTEGER NOT NULL,
+    batch TEXT NOT NULL,
+    credited ${big} NOT NULL,
+    PRIMARY KEY (iss, sub, mer, oid)
+  )`,
+  'CREATE INDEX orders_tally ON orders (cid, mer)',
+  `CREATE TABLE entries (
+    id ${serial},
+    account TEXT NOT NULL,
+    time ${big} NOT NULL,
+    amount ${big} NOT NULL,
+    balance ${big} NOT NULL,
+    kind TEXT NOT NULL,
+    counterparty TEXT,
+    res TEXT,
+    oid TEXT,
+    memo TEXT,
+    ref TEXT
+  )`,
+  'CREATE INDEX entries_account ON entries (account, id)',
+  `CREATE TABLE batches (
+    mer TEXT NOT NULL,
+    id TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    created ${big} NOT NULL,
+    PRIMARY KEY (mer, id)
+  )`,
+  `CREATE TABLE authorizations (
+    iss TEXT NOT NULL,
+    sub TEXT NOT NULL,
+    mer TEXT NOT NULL,
+    oid TEXT NOT NULL,
+    amt ${big} NOT NULL,
+    exp ${big} NOT NULL,
+    token TEXT NOT NULL,
+    consumed INTEGER NOT NULL DEFAULT 0,
+    created ${big} NOT NULL,
+    PRIMARY KEY (iss, sub, mer, oid)
+  )`,
+  'CREATE INDEX authorizations_live ON authorizations (sub, exp)',
+  `CREATE TABLE peers (
+    issuer TEXT PRIMARY KEY,
+    url TEXT NOT NULL,
+    token TEXT,
+    token_id TEXT,
+    created ${big} NOT NULL,
+    updated ${big} NOT NULL
+  )`,
+];
+
+/** SQLite migrations. */
+export const sqliteMigrations: Migration[] = [
+  {
+    version: 1,
+    name: 'accounts, tokens, keys, ledger, authorizations, peers',
+    statements: tables('INTEGER', 'INTEGER PRIMARY KEY AUTOINCREMENT'),
+  },
+];
+
+/** PostgreSQL migrations. */
+export const postgresMigrations: Migration[] = [
+  {
+    version: 1,
+    name: 'accounts, tokens, keys, ledger, authorizations, peers',
+    statements: tables('BIGINT', 'BIGSERIAL PRIMARY KEY'),
+  },
+];

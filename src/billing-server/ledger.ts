@@ -1,0 +1,610 @@
+/**
+ * The money-moving operations of the billing server, each one transaction:
+ * deposits (PROTOCOL.md section 8, with the promise to merchants),
+ * authorizations (credit reservations), credentials, and admin adjustments.
+ * Double entry throughout: every transaction writes entries that sum to zero
+ * per currency, and account balances move only together with their entries.
+ *
+ * The promise: per (credential tid, merchant), orders credited without an
+ * `auth` are credited while their sum stays within `cert.lim`, whatever the
+ * buyer's state now. Past that, an order is credited with a live `auth` of
+ * this server (consuming its reservation), or while the active buyer still
+ * has available credit (credit limit + balance, minus live reservations),
+ * else rejected `over_limit`. Authorized orders do not count against
+ * `cert.lim`, as a merchant's offline tally does not count them either.
+ */
+import { type Authorization, type Credential, MicropayError, signToken } from '../protocol/index.js';
+import type { Queryable, SqlValue, Tx } from './db/types.js';
+import { inList, MAX_PARAMS, valuesList } from './db/types.js';
+import type { KeyRing } from './keyring.js';
+import {
+  type Account,
+  externalAccountId,
+  feeAccountId,
+  publicAccount,
+  readAccounts,
+  type Store,
+  type StoredAccount,
+} from './store.js';
+import type { CheckCode, CheckedOrder, FailedCheck, OrderChecker } from './verify.js';
+
+/** Rejection reasons of a deposited order. */
+export type DepositReason = CheckCode | 'over_limit';
+
+/** One order of a deposit answer. */
+export interface DepositResult {
+  /** The order's `oid`; `null` when the order token could not be read. */
+  oid: string | null;
+  status: 'credited' | 'duplicate' | 'rejected';
+  reason?: DepositReason;
+  /** A sentence for people, with a rejection. */
+  message?: string;
+  /** Credited: the order amount. */
+  amt?: number;
+  /** Credited: the commission kept. */
+  fee?: number;
+}
+
+/** `POST /v1/deposits` answer. */
+export interface DepositAnswer {
+  batch: string;
+  results: DepositResult[];
+  /** Total credited to the merchant by this batch, after fees. */
+  credited: number;
+}
+
+/** One order as deposited. */
+export interface DepositItem {
+  cert: unknown;
+  order: unknown;
+  auth?: unknown;
+}
+
+/** `POST /v1/authorizations` answer. */
+export type AuthorizationResult =
+  | { status: 'approved'; auth: string }
+  | { status: 'declined'; reason: string; message: string };
+
+/** Most orders one deposit may hold. */
+export const MAX_DEPOSIT_ORDERS = 1000;
+
+/** `floor(amt * bps / 10000)`, exact past 2^53. */
+export function feeOf(amt: number, bps: number): number {
+  const p = amt * bps;
+  if (Number.isSafeInteger(p)) return Math.floor(p / 10_000);
+  return Number((BigInt(amt) * BigInt(bps)) / 10_000n);
+}
+
+interface EntryRow {
+  account: string;
+  amount: number;
+  balance: number;
+  kind: 'order' | 'fee' | 'adjustment';
+  counterparty: string | null;
+  res: string | null;
+  oid: string | null;
+  memo: string | null;
+  ref: string | null;
+}
+
+const ENTRY_COLS = 10;
+async function insertEntries(tx: Queryable, rows: EntryRow[], time: number): Promise<void> {
+  const per = Math.floor(MAX_PARAMS / ENTRY_COLS);
+  for (let i = 0; i < rows.length; i += per) {
+    const chunk = rows.slice(i, i + per);
+    const params: SqlValue[] = [];
+    for (const e of chunk)
+      params.push(e.account, time, e.amount, e.balance, e.kind, e.counterparty, e.res, e.oid, e.memo, e.ref);
+    await tx.run(
+      `INSERT INTO entries (account, time, amount, balance, kind, counterparty, res, oid, memo, ref) VALUES ${valuesList(chunk.length, ENTRY_COLS)}`,
+      params,
+    );
+  }
+}
+
+interface OrderRow {
+  sub: string;
+  oid: string;
+  cid: string;
+  amt: number;
+  fee: number;
+  cur: string;
+  authorized: 0 | 1;
+}
+
+const ORDER_COLS = 11;
+async function insertOrders(
+  tx: Queryable,
+  iss: string,
+  mer: string,
+  batch: string,
+  rows: OrderRow[],
+  time: number,
+): Promise<void> {
+  const per = Math.floor(MAX_PARAMS / ORDER_COLS);
+  for (let i = 0; i < rows.length; i += per) {
+    const chunk = rows.slice(i, i + per);
+    const params: SqlValue[] = [];
+    for (const o of chunk)
+      params.push(iss, o.sub, mer, o.oid, o.cid, o.amt, o.fee, o.cur, o.authorized, batch, time);
+    await tx.run(
+      `INSERT INTO orders (iss, sub, mer, oid, cid, amt, fee, cur, authorized, batch, credited) VALUES ${valuesList(chunk.length, ORDER_COLS)}`,
+      params,
+    );
+  }
+}
+
+/** Runs `query` over `values` in chunks that fit an IN list. */
+async function inChunks<T>(
+  values: readonly string[],
+  size: number,
+  query: (chunk: string[]) => Promise<T[]>,
+): Promise<T[]> {
+  const out: T[] = [];
+  for (let i = 0; i < values.length; i += size) out.push(...(await query(values.slice(i, i + size))));
+  return out;
+}
+
+/** Sum of live (unconsumed, unexpired) reservations per buyer. */
+async function reservedBy(
+  q: Queryable,
+  iss: string,
+  subs: readonly string[],
+  now: number,
+): Promise<Map<string, number>> {
+  const rows = await inChunks([...new Set(subs)], 500, (c) =>
+    q.all<{ sub: string; s: number }>(
+      `SELECT sub, SUM(amt) AS s FROM authorizations WHERE iss = ? AND consumed = 0 AND exp > ? AND sub IN (${inList(c.length)}) GROUP BY sub`,
+      [iss, now, ...c],
+    ),
+  );
+  return new Map(rows.map((r) => [r.sub, Number(r.s)]));
+}
+
+function setBalance(balances: Map<string, StoredAccount>, id: string, delta: number): number {
+  const a = balances.get(id)!;
+  a.balance += delta;
+  return a.balance;
+}
+
+/** Options of the ledger. */
+export interface LedgerOptions {
+  issuer: string;
+  store: Store;
+  keys: KeyRing;
+  checker: OrderChecker;
+  credentialLifetime: number;
+  authorizationLifetime: number;
+  now: () => number;
+}
+
+/** Deposits, authorizations, credentials and adjustments. */
+export class Ledger {
+  constructor(private readonly o: LedgerOptions) {}
+
+  private get db() {
+    return this.o.store.db;
+  }
+
+  /** A stored batch answer of this merchant, if the batch id was seen. */
+  private async priorBatch(q: Queryable, mer: string, batch: string): Promise<DepositAnswer | undefined> {
+    const r = await q.get<{ answer: string }>('SELECT answer FROM batches WHERE mer = ? AND id = ?', [
+      mer,
+      batch,
+    ]);
+    return r ? (JSON.parse(r.answer) as DepositAnswer) : undefined;
+  }
+
+  /** `POST /v1/deposits`: verifies every order, then credits the batch in one transaction. */
+  async deposit(
+    merchant: StoredAccount,
+    batch: string,
+    items: readonly DepositItem[],
+  ): Promise<DepositAnswer> {
+    const mer = merchant.id;
+    const iss = this.o.issuer;
+    const prior = await this.priorBatch(this.db, mer, batch);
+    if (prior) return prior;
+
+    // CPU first, outside the transaction: checks 2-6 and mp-auth signatures.
+    const checked: (CheckedOrder | FailedCheck)[] = [];
+    const auths: (Authorization | null)[] = [];
+    for (const it of items) {
+      const c = await this.o.checker.check(it.cert, it.order, mer);
+      checked.push(c);
+      auths.push(c.ok && it.auth !== undefined ? await this.o.checker.authorization(it.auth) : null);
+    }
+    const oidOf = (i: number): string | null => {
+      const c = checked[i]!;
+      if (c.ok) return c.order.oid;
+      return peekOid(items[i]!.order);
+    };
+    const subs = [...new Set(checked.flatMap((c) => (c.ok ? [c.cert.sub] : [])))];
+    const fees = feeAccountId(merchant.currency);
+
+    return this.db.transaction(async (tx) => {
+      const now = this.o.now();
+      await tx.lockAccounts([mer, fees, ...subs]);
+      const again = await this.priorBatch(tx, mer, batch);
+      if (again) return again;
+      const accounts = await readAccounts(tx, [mer, fees, ...subs]);
+      const m = accounts.get(mer);
+      if (!m || m.status === 'deleted')
+        throw new MicropayError('no_such_account', `The merchant account "${mer}" no longer exists.`, {
+          status: 404,
+        });
+
+      const okOids = checked.flatMap((c) => (c.ok ? [c.order.oid] : []));
+      const existing = new Set(
+        (
+          await inChunks([...new Set(okOids)], 500, (c) =>
+            tx.all<{ sub: string; oid: string }>(
+              `SELECT sub, oid FROM orders WHERE iss = ? AND mer = ? AND oid IN (${inList(c.length)})`,
+              [iss, mer, ...c],
+            ),
+          )
+        ).map((r) => `${r.sub}\u0000${r.oid}`),
+      );
+      const cids = [...new Set(checked.flatMap((c) => (c.ok ? [c.cid] : [])))];
+      const sums = new Map(
+        (
+          await inChunks(cids, 500, (c) =>
+            tx.all<{ cid: string; s: number }>(
+              `SELECT cid, SUM(amt) AS s FROM orders WHERE mer = ? AND authorized = 0 AND cid IN (${inList(c.length)}) GROUP BY cid`,
+              [mer, ...c],
+            ),
+          )
+        ).map((r) => [r.cid, Number(r.s)]),
+      );
+      const reserved = await reservedBy(tx, iss, subs, now);
+      const authOids = checked.flatMap((c, i) => (c.ok && auths[i] ? [c.order.oid] : []));
+      const reservations = new Map(
+        (
+          await inChunks([...new Set(authOids)], 500, (c) =>
+            tx.all<{ sub: string; oid: string; amt: number; exp: number; consumed: number }>(
+              `SELECT sub, oid, amt, exp, consumed FROM authorizations WHERE iss = ? AND mer = ? AND oid IN (${inList(c.length)})`,
+              [iss, mer, ...c],
+            ),
+          )
+        ).map((r) => [`${r.sub}\u0000${r.oid}`, r]),
+      );
+
+      const results: DepositResult[] = [];
+      const orders: OrderRow[] = [];
+      const entries: EntryRow[] = [];
+      const consumed: [string, string][] = [];
+      const touched = new Set<string>();
+      let credited = 0;
+      for (let i = 0; i < checked.length; i++) {
+        const c = checked[i]!;
+        if (!c.ok) {
+          results.push({ oid: oidOf(i), status: 'rejected', reason: c.reason, message: c.message });
+          continue;
+        }
+        const { cert, order, cid } = c;
+        const key = `${cert.sub}\u0000${order.oid}`;
+        if (existing.has(key)) {
+          results.push({ oid: order.oid, status: 'duplicate' });
+          continue;
+        }
+        const buyer = accounts.get(cert.sub);
+        const reject = (reason: DepositReason, message: string) =>
+          results.push({ oid: order.oid, status: 'rejected', reason, message });
+        if (!buyer || buyer.status === 'deleted' || buyer.role !== 'buyer') {
+          reject('bad_credential', `The buyer account "${cert.sub}" of this credential does not exist.`);
+          continue;
+        }
+        if (order.cur !== m.currency || order.cur !== buyer.currency) {
+          reject(
+            'insufficient_amount',
+            `The order is in ${order.cur}; the merchant's account is in ${m.currency}.`,
+          );
+          continue;
+        }
+        // Which rule credits it: a live auth, the credential's offline limit, or the buyer's credit.
+        let authorized = false;
+        const a = auths[i];
+        const r = a ? reservations.get(key) : undefined;
+        if (
+          a &&
+          r &&
+          r.consumed === 0 &&
+          r.exp > now &&
+          a.oid === order.oid &&
+          a.mer === mer &&
+          a.amt === order.amt &&
+          (a.sub === undefined || a.sub === cert.sub)
+        ) {
+          authorized = true;
+        }
+        const spent = sums.get(cid) ?? 0;
+        const rsv = reserved.get(cert.sub) ?? 0;
+        if (!authorized && spent + order.amt > cert.lim) {
+          const available = buyer.creditLimit + buyer.balance - rsv;
+          if (buyer.status !== 'active' || available < order.amt) {
+            reject(
+              'over_limit',
+              `Past the credential's offline limit of ${cert.lim} for this merchant, with no valid authorization and not enough available credit.`,
+            );
+            continue;
+          }
+        }
+        const fee = feeOf(order.amt, m.commissionBps);
+        const buyerAfter = buyer.balance - order.amt;
+        const merAfter = m.balance + order.amt - fee;
+        if (
+          !Number.isSafeInteger(buyerAfter) ||
+          !Number.isSafeInteger(merAfter) ||
+          !Number.isSafeInteger(accounts.get(fees)!.balance + fee)
+        ) {
+          reject('over_limit', 'Crediting this order would take a balance past 2^53-1 micro-units.');
+          continue;
+        }
+        existing.add(key);
+        if (authorized) {
+          consumed.push([cert.sub, order.oid]);
+          reserved.set(cert.sub, rsv - r!.amt);
+        } else sums.set(cid, spent + order.amt);
+        orders.push({
+          sub: cert.sub,
+          oid: order.oid,
+          cid,
+          amt: order.amt,
+          fee,
+          cur: order.cur,
+          authorized: authorized ? 1 : 0,
+        });
+        const res = order.res;
+        entries.push({
+          account: cert.sub,
+          amount: -order.amt,
+          balance: setBalance(accounts, cert.sub, -order.amt),
+          kind: 'order',
+          counterparty: mer,
+          res,
+          oid: order.oid,
+          memo: null,
+          ref: batch,
+        });
+        entries.push({
+          account: mer,
+          amount: order.amt - fee,
+          balance: setBalance(accounts, mer, order.amt - fee),
+          kind: 'order',
+          counterparty: cert.sub,
+          res,
+          oid: order.oid,
+          memo: null,
+          ref: batch,
+        });
+        if (fee > 0) {
+          entries.push({
+            account: fees,
+            amount: fee,
+            balance: setBalance(accounts, fees, fee),
+            kind: 'fee',
+            counterparty: mer,
+            res: null,
+            oid: order.oid,
+            memo: null,
+            ref: batch,
+          });
+        }
+        touched.add(cert.sub).add(mer).add(fees);
+        credited += order.amt - fee;
+        results.push({ oid: order.oid, status: 'credited', amt: order.amt, fee });
+      }
+
+      await insertOrders(tx, iss, mer, batch, orders, now);
+      await insertEntries(tx, entries, now);
+      for (const id of touched)
+        await tx.run('UPDATE accounts SET balance = ?, updated = ? WHERE id = ?', [
+          accounts.get(id)!.balance,
+          now,
+          id,
+        ]);
+      for (const [sub, oid] of consumed) {
+        await tx.run(
+          'UPDATE authorizations SET consumed = 1 WHERE iss = ? AND sub = ? AND mer = ? AND oid = ?',
+          [iss, sub, mer, oid],
+        );
+      }
+      const answer: DepositAnswer = { batch, results, credited };
+      await tx.run('INSERT INTO batches (mer, id, answer, created) VALUES (?, ?, ?, ?)', [
+        mer,
+        batch,
+        JSON.stringify(answer),
+        now,
+      ]);
+      return answer;
+    });
+  }
+
+  /** `POST /v1/authorizations`: verifies the pair and reserves the amount of the buyer's credit. */
+  async authorize(
+    merchant: StoredAccount,
+    certToken: unknown,
+    orderToken: unknown,
+  ): Promise<AuthorizationResult> {
+    const now0 = this.o.now();
+    const c = await this.o.checker.check(certToken, orderToken, merchant.id, now0);
+    if (!c.ok) return { status: 'declined', reason: c.reason, message: c.message };
+    const { cert, order } = c;
+    if (order.cur !== merchant.currency) {
+      return {
+        status: 'declined',
+        reason: 'insufficient_amount',
+        message: `The order is in ${order.cur}; the merchant's account is in ${merchant.currency}.`,
+      };
+    }
+    const iss = this.o.issuer;
+    const signer = await this.o.keys.signer();
+    return this.db.transaction(async (tx: Tx) => {
+      const now = this.o.now();
+      await tx.lockAccounts([cert.sub]);
+      const prior = await tx.get<{ token: string }>(
+        'SELECT token FROM authorizations WHERE iss = ? AND sub = ? AND mer = ? AND oid = ?',
+        [iss, cert.sub, merchant.id, order.oid],
+      );
+      if (prior) return { status: 'approved', auth: prior.token } as const;
+      const decline = (reason: string, message: string) => ({ status: 'declined', reason, message }) as const;
+      if (
+        await tx.get('SELECT oid FROM orders WHERE iss = ? AND sub = ? AND mer = ? AND oid = ?', [
+          iss,
+          cert.sub,
+          merchant.id,
+          order.oid,
+        ])
+      ) {
+        return decline('replayed_order', 'This order was already deposited.');
+      }
+      const buyer = (await readAccounts(tx, [cert.sub])).get(cert.sub);
+      if (!buyer || buyer.status === 'deleted' || buyer.role !== 'buyer') {
+        return decline(
+          'bad_credential',
+          `The buyer account "${cert.sub}" of this credential does not exist.`,
+        );
+      }
+      if (buyer.status !== 'active') return decline('account_disabled', 'The buyer account is disabled.');
+      const rsv = (await reservedBy(tx, iss, [cert.sub], now)).get(cert.sub) ?? 0;
+      if (buyer.creditLimit + buyer.balance - rsv < order.amt) {
+        return decline(
+          'insufficient_credit',
+          'The buyer does not have enough available credit for this order.',
+        );
+      }
+      const exp = now + this.o.authorizationLifetime;
+      const payload: Authorization = {
+        typ: 'mp-auth',
+        v: 1,
+        iss,
+        kid: signer.kid,
+        oid: order.oid,
+        mer: merchant.id,
+        amt: order.amt,
+        exp,
+        sub: cert.sub,
+      };
+      const auth = signToken(payload, signer.key);
+      await tx.run(
+        'INSERT INTO authorizations (iss, sub, mer, oid, amt, exp, token, consumed, created) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)',
+        [iss, cert.sub, merchant.id, order.oid, order.amt, exp, auth, now],
+      );
+      return { status: 'approved', auth } as const;
+    });
+  }
+
+  /** What a buyer may still spend: credit limit plus balance, minus live reservations. */
+  async available(buyer: StoredAccount): Promise<number> {
+    const rsv = (await reservedBy(this.db, this.o.issuer, [buyer.id], this.o.now())).get(buyer.id) ?? 0;
+    return buyer.creditLimit + buyer.balance - rsv;
+  }
+
+  /** `POST /v1/certificates`: a credential for `key`, `lim = min(dailyLimit, available credit)`. */
+  async certificate(buyer: StoredAccount, key: string): Promise<{ cert: string; exp: number; lim: number }> {
+    if (buyer.status !== 'active') {
+      throw new MicropayError(
+        'account_disabled',
+        'This buyer account is disabled; ask the billing server operator.',
+        { status: 403 },
+      );
+    }
+    const now = this.o.now();
+    const available = await this.available(buyer);
+    const lim = Math.max(0, Math.min(buyer.dailyLimit ?? Number.MAX_SAFE_INTEGER, available));
+    const exp = now + this.o.credentialLifetime;
+    const signer = await this.o.keys.signer();
+    const payload: Credential = {
+      typ: 'mp-cert',
+      v: 1,
+      iss: this.o.issuer,
+      kid: signer.kid,
+      sub: buyer.id,
+      key,
+      cur: buyer.currency,
+      lim,
+      nbf: now,
+      exp,
+    };
+    const cert = signToken(payload, signer.key);
+    await this.o.keys.noteCredential(signer.kid, exp);
+    return { cert, exp, lim };
+  }
+
+  /** An admin adjustment: `amt` (signed) into the account, balanced against `external:<cur>`. */
+  async adjust(id: string, amt: number, memo: string | null): Promise<Account> {
+    const a = await this.o.store.mustAccount(id);
+    if (a.role === 'system') {
+      throw new MicropayError(
+        'system_account',
+        `"${id}" is one of the server's own accounts and cannot be adjusted.`,
+        { status: 409 },
+      );
+    }
+    const ext = externalAccountId(a.currency);
+    return this.db.transaction(async (tx) => {
+      const now = this.o.now();
+      await tx.lockAccounts([id, ext]);
+      const accounts = await readAccounts(tx, [id, ext]);
+      const acc = accounts.get(id);
+      if (!acc || acc.status === 'deleted')
+        throw new MicropayError('no_such_account', `There is no account "${id}".`, { status: 404 });
+      if (!accounts.get(ext)) {
+        throw new MicropayError('internal_error', `The system account ${ext} is missing.`, { status: 500 });
+      }
+      if (
+        !Number.isSafeInteger(acc.balance + amt) ||
+        !Number.isSafeInteger(accounts.get(ext)!.balance - amt)
+      ) {
+        throw new MicropayError('invalid_request', '`amt` would take a balance past 2^53-1 micro-units.', {
+          status: 400,
+        });
+      }
+      const entries: EntryRow[] = [
+        {
+          account: id,
+          amount: amt,
+          balance: setBalance(accounts, id, amt),
+          kind: 'adjustment',
+          counterparty: ext,
+          res: null,
+          oid: null,
+          memo,
+          ref: null,
+        },
+        {
+          account: ext,
+          amount: -amt,
+          balance: setBalance(accounts, ext, -amt),
+          kind: 'adjustment',
+          counterparty: id,
+          res: null,
+          oid: null,
+          memo,
+          ref: null,
+        },
+      ];
+      await insertEntries(tx, entries, now);
+      for (const x of [id, ext])
+        await tx.run('UPDATE accounts SET balance = ?, updated = ? WHERE id = ?', [
+          accounts.get(x)!.balance,
+          now,
+          x,
+        ]);
+      return publicAccount(accounts.get(id)!);
+    });
+  }
+}
+
+/** The `oid` of an order token that failed its checks, when it can be read at all. */
+function peekOid(token: unknown): string | null {
+  if (typeof token !== 'string') return null;
+  const dot = token.indexOf('.');
+  if (dot <= 0 || dot > 4096) return null;
+  try {
+    const p = JSON.parse(Buffer.from(token.slice(0, dot), 'base64url').toString('utf8')) as { oid?: unknown };
+    return typeof p.oid === 'string' && /^[A-Za-z0-9_-]{1,64}$/.test(p.oid) ? p.oid : null;
+  } catch {
+    return null;
+  }
+}

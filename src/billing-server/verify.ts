@@ -1,0 +1,182 @@
+/**
+ * Re-verification of a deposited or authorized order: checks 2 to 6 of
+ * PROTOCOL.md section 6 from the billing server's side (the issuer must be
+ * this server, keys come from its own key ring, `mer` must be the calling
+ * merchant, the credential must be valid at `order.iat`). Pure CPU once keys
+ * are loaded: verified credentials sit in an LRU by token text (their
+ * signature checked and `tid` computed once), buyer keys in a PublicKeyCache.
+ */
+import type { KeyObject } from 'node:crypto';
+import {
+  type Authorization,
+  type Credential,
+  type DecodedToken,
+  decodeToken,
+  isMicropayError,
+  Lru,
+  type Order,
+  PublicKeyCache,
+  parseAuthorization,
+  parseCredential,
+  parseOrder,
+  tid,
+  verifySignature,
+} from '../protocol/index.js';
+import type { KeyRing } from './keyring.js';
+
+/** Rejection codes a deposit or authorization can carry (PROTOCOL.md section 6 names). */
+export type CheckCode =
+  | 'malformed_payment'
+  | 'unknown_issuer'
+  | 'bad_credential'
+  | 'expired_credential'
+  | 'bad_signature'
+  | 'wrong_merchant'
+  | 'insufficient_amount'
+  | 'stale_order';
+
+/** A verified pair. */
+export interface CheckedOrder {
+  ok: true;
+  cert: Credential;
+  order: Order;
+  /** `tid` of the credential. */
+  cid: string;
+}
+
+/** A failed check: the code and a sentence. */
+export interface FailedCheck {
+  ok: false;
+  reason: CheckCode;
+  message: string;
+}
+
+interface CachedCert {
+  cert: Credential;
+  cid: string;
+  issuerKey: KeyObject;
+  buyerKey: KeyObject;
+}
+
+const fail = (reason: CheckCode, message: string): FailedCheck => ({ ok: false, reason, message });
+
+/** Options of the checker. */
+export interface CheckerOptions {
+  issuer: string;
+  keys: KeyRing;
+  skew: number;
+  freshness: number;
+}
+
+/** Verifies payment pairs and mp-auth tokens for this billing server. */
+export class OrderChecker {
+  private readonly certs = new Lru<string, CachedCert>(10_000);
+  private readonly buyerKeys = new PublicKeyCache(10_000);
+
+  constructor(private readonly o: CheckerOptions) {}
+
+  private async credential(token: unknown): Promise<CachedCert | FailedCheck> {
+    if (typeof token !== 'string')
+      return fail('malformed_payment', 'The credential token is missing or not a string.');
+    const hit = this.certs.get(token);
+    if (hit) return hit;
+    let d: DecodedToken;
+    let cert: Credential;
+    try {
+      d = decodeToken(token, 'mp-cert');
+      cert = parseCredential(d.payload);
+    } catch (e) {
+      return fail('malformed_payment', messageOf(e));
+    }
+    if (cert.iss !== this.o.issuer) {
+      return fail(
+        'unknown_issuer',
+        `This billing server is "${this.o.issuer}" and does not settle credentials of "${cert.iss}".`,
+      );
+    }
+    const issuerKey = await this.o.keys.publicKey(cert.kid);
+    if (!issuerKey)
+      return fail(
+        'unknown_issuer',
+        `The signing key "${cert.kid}" is not one of this billing server's keys.`,
+      );
+    if (!verifySignature(d, issuerKey))
+      return fail('bad_credential', 'The credential is not signed by this billing server.');
+    let buyerKey: KeyObject;
+    try {
+      buyerKey = this.buyerKeys.get(cert.key);
+    } catch {
+      return fail('bad_credential', 'The credential holds an invalid buyer key.');
+    }
+    const entry = { cert, cid: tid(token), issuerKey, buyerKey };
+    this.certs.set(token, entry);
+    return entry;
+  }
+
+  /**
+   * Checks 2 to 6 for an order deposited or authorized by merchant `mer`.
+   * `now` (authorizations) also requires the credential valid now and the order fresh.
+   */
+  async check(
+    certToken: unknown,
+    orderToken: unknown,
+    mer: string,
+    now?: number,
+  ): Promise<CheckedOrder | FailedCheck> {
+    if (typeof orderToken !== 'string')
+      return fail('malformed_payment', 'The order token is missing or not a string.');
+    let od: DecodedToken;
+    let order: Order;
+    try {
+      od = decodeToken(orderToken, 'mp-order');
+      order = parseOrder(od.payload);
+    } catch (e) {
+      return fail('malformed_payment', messageOf(e));
+    }
+    const c = await this.credential(certToken);
+    if (!('cert' in c)) return c;
+    const { cert } = c;
+    const skew = this.o.skew;
+    if (order.iat < cert.nbf - skew || order.iat > cert.exp + skew) {
+      return fail('expired_credential', "The order was signed outside its credential's validity period.");
+    }
+    if (now !== undefined && (now < cert.nbf - skew || now > cert.exp + skew)) {
+      return fail('expired_credential', 'The credential is not valid now. The buyer must fetch a fresh one.');
+    }
+    if (order.cid !== c.cid)
+      return fail('bad_signature', 'The order was not made under the credential sent with it.');
+    if (!verifySignature(od, c.buyerKey))
+      return fail('bad_signature', "The order's signature does not verify under the credential's key.");
+    if (order.mer !== mer)
+      return fail('wrong_merchant', `The order is for merchant "${order.mer}", not "${mer}".`);
+    if (order.cur !== cert.cur)
+      return fail(
+        'insufficient_amount',
+        `The order is in ${order.cur} but its credential is in ${cert.cur}.`,
+      );
+    if (order.amt < 1) return fail('insufficient_amount', 'The order amount must be at least 1 micro-unit.');
+    if (now !== undefined && Math.abs(now - order.iat) > this.o.freshness + skew) {
+      return fail('stale_order', 'The order was not signed just now; the buyer must sign a new one.');
+    }
+    return { ok: true, cert, order, cid: c.cid };
+  }
+
+  /** Verifies an mp-auth token of this server; `null` when it is not one (the deposit then ignores it). */
+  async authorization(token: unknown): Promise<Authorization | null> {
+    if (typeof token !== 'string') return null;
+    try {
+      const d = decodeToken(token, 'mp-auth');
+      const a = parseAuthorization(d.payload);
+      if (a.iss !== this.o.issuer) return null;
+      const key = await this.o.keys.publicKey(a.kid);
+      if (!key || !verifySignature(d, key)) return null;
+      return a;
+    } catch {
+      return null;
+    }
+  }
+}
+
+function messageOf(e: unknown): string {
+  return isMicropayError(e) ? e.message : 'The payment could not be read.';
+}
