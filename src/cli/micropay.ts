@@ -19,6 +19,11 @@ function add(name: string, summary: string, load: () => Promise<Command>): void 
 
 // Subcommands. Keep this list in the order `micropay --help` shows it.
 // (billing, wallet, proxy, compile, demo are added as their parts land.)
+add(
+  'compile',
+  'Turn HTML pages into click-and-pay links and a price manifest',
+  async () => (await import('./commands/compile.js')).run,
+);
 
 function help(io: CliIO): void {
   const names = Object.keys(COMMANDS);
