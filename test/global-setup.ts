@@ -35,7 +35,9 @@ export default async function setup(project: TestProject): Promise<void> {
   const missing = [!redis && `Redis (${REDIS_URL})`, !pg && `PostgreSQL (${PG_URL})`].filter(Boolean);
   if (missing.length > 0) {
     if (process.env.CI === 'true') {
-      throw new Error(`CI=true and these services are not reachable: ${missing.join(', ')}. Start them (see README).`);
+      throw new Error(
+        `CI=true and these services are not reachable: ${missing.join(', ')}. Start them (see README).`,
+      );
     }
     const bar = '!'.repeat(78);
     console.warn(

@@ -131,8 +131,8 @@ describe('verifier property: mutated payments are never accepted', () => {
           // A mutation in the whitespace between members leaves the same tokens: that is the same payment.
           try {
             const p = parsePaymentHeader(h);
-            if (p.kind === 'order' && p.cert === V.tokens.cert.token && p.order === V.tokens.order.token)
-              return;
+            const b = parsePaymentHeader(base);
+            if (p.kind === 'order' && b.kind === 'order' && p.cert === b.cert && p.order === b.order) return;
           } catch {}
           const v = await verifier.verify({ res: m.res, price: m.price, header: h, now: V.now });
           expect(v.ok).toBe(false);
