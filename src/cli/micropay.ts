@@ -19,6 +19,7 @@ function add(name: string, summary: string, load: () => Promise<Command>): void 
 
 // Subcommands. Keep this list in the order `micropay --help` shows it.
 // (billing, wallet, proxy, compile, demo are added as their parts land.)
+add('billing', 'Run and administer a billing server', async () => (await import('./commands/billing.js')).run);
 add(
   'compile',
   'Turn HTML pages into click-and-pay links and a price manifest',

@@ -1,0 +1,211 @@
+/**
+ * The shapes of the billing server API (PROTOCOL.md sections 8 and 10) as the
+ * client sends and receives them: accounts, ledger entries, certificates,
+ * deposits, tokens, peers and settlement. Every amount is an integer of
+ * micro-units; every time is Unix seconds.
+ */
+import type { DepositItem } from '../stores/types.js';
+
+/** Roles an account can be created with. */
+export type AccountRole = 'buyer' | 'merchant';
+
+/** `active` accounts trade; a `disabled` buyer gets no new credential. */
+export type AccountStatus = 'active' | 'disabled';
+
+/** An account (PROTOCOL.md section 10). */
+export interface Account {
+  id: string;
+  /** `buyer` or `merchant`; the server's own fee and external accounts show `system`. */
+  role: AccountRole | 'system';
+  status: AccountStatus;
+  currency: string;
+  /** What the billing server owes the holder, micro-units; a buyer's falls below zero as it spends. */
+  balance: number;
+  /** How far below zero a buyer's balance may go, micro-units. */
+  creditLimit: number;
+  /** Cap of a credential's offline limit, micro-units; `null` when there is no daily cap. */
+  dailyLimit: number | null;
+  /** A merchant's commission in basis points (250 = 2.5%). */
+  commissionBps: number;
+  name: string | null;
+  /** A buyer's available credit (`creditLimit + balance` less open authorizations), when the server reports it. */
+  available?: number;
+  /** Unix seconds, when the server reports them. */
+  created?: number;
+  updated?: number;
+}
+
+/** One ledger entry of an account, newest first in `entries()`. */
+export interface LedgerEntry {
+  id: string;
+  /** Unix seconds. */
+  time: number;
+  /** Signed micro-units this entry added to the balance. */
+  amount: number;
+  /** Balance after this entry. */
+  balance: number;
+  /** `order`, `fee`, `adjustment` (more kinds may come with peering). */
+  kind: 'order' | 'fee' | 'adjustment' | (string & {});
+  counterparty: string | null;
+  /** Resource string of an order entry. */
+  res: string | null;
+  oid: string | null;
+  memo: string | null;
+  /** Deposit batch id of order and fee entries. */
+  batch: string | null;
+}
+
+/** A page of results and the cursor of the next page (`null` on the last one). */
+export interface Page {
+  next: string | null;
+}
+
+/** `GET /v1/me/entries`. */
+export interface EntriesPage extends Page {
+  entries: LedgerEntry[];
+}
+
+/** `GET /v1/admin/accounts`. */
+export interface AccountsPage extends Page {
+  accounts: Account[];
+}
+
+/** `POST /v1/certificates`: a fresh credential for the buyer's key. */
+export interface CertificateAnswer {
+  /** The `mp-cert` token. */
+  cert: string;
+  /** Its expiry, Unix seconds. */
+  exp: number;
+  /** Its offline limit, micro-units. */
+  lim: number;
+}
+
+/** One order of a deposit: the credential, the order and, when it was approved online, the `mp-auth` token. */
+export type DepositOrder = DepositItem;
+
+/** `POST /v1/deposits` body. */
+export interface DepositRequest {
+  /** Batch id: posting the same id again returns the first answer and changes nothing. */
+  batch: string;
+  /** At most 1000 orders. */
+  orders: DepositOrder[];
+}
+
+// A deposit's answer (`{ batch, results: [{ oid, status, reason?, amt?, fee? }], credited }`) is
+// typed once, beside the batcher that consumes it.
+export type { DepositAnswer, DepositResult } from './batcher.js';
+
+/** Fields of a new account (`POST /v1/admin/accounts`). */
+export interface NewAccountInput {
+  /** Account id: 1 to 128 characters `[A-Za-z0-9._:-]`. */
+  id: string;
+  role: AccountRole;
+  /** 3 to 8 characters `[A-Z0-9]`, e.g. `USD`. */
+  currency: string;
+  name?: string;
+  /** Micro-units a buyer may owe. */
+  creditLimit?: number;
+  /** Cap of a credential's offline limit, micro-units; `null` for none. */
+  dailyLimit?: number | null;
+  /** A merchant's commission in basis points. */
+  commissionBps?: number;
+}
+
+/** What `updateAccount` may change. */
+export interface AccountPatch {
+  status?: AccountStatus;
+  creditLimit?: number;
+  dailyLimit?: number | null;
+  commissionBps?: number;
+  name?: string | null;
+}
+
+/** An account just created and its first API token. */
+export interface CreatedAccount {
+  account: Account;
+  /** The account's first API token: shown once, store it. */
+  token: string;
+  /** Id of that token, when the server says (for `revokeToken`). */
+  tokenId?: string;
+}
+
+/** A new API token and its id. */
+export interface IssuedToken {
+  /** The token: shown once, store it. */
+  token: string;
+  /** Its id, for `revokeToken`. */
+  tokenId: string;
+}
+
+/** Filters of `listAccounts`. */
+export interface AccountFilter {
+  role?: AccountRole | 'system';
+  status?: AccountStatus;
+  /** Page size, when the server honours it. */
+  limit?: number;
+}
+
+/** An admin adjustment: a signed amount (a top-up when positive, a payout when negative). */
+export interface Adjustment {
+  /** Signed micro-units. */
+  amt: number;
+  /** Why, shown in the ledger. */
+  memo?: string;
+}
+
+/** A peer billing server (PROTOCOL.md section 9). */
+export interface Peer {
+  issuer: string;
+  url: string;
+  /** Whether this server holds a token to present at the peer (the token is never shown). */
+  hasToken?: boolean;
+  /** Id of the token the peer presents here. */
+  tokenId?: string | null;
+  created?: number;
+  updated?: number;
+}
+
+/** `POST /v1/admin/peers` body. */
+export interface NewPeerInput {
+  /** The peer's issuer id. */
+  issuer: string;
+  /** The peer's base URL. */
+  url: string;
+  /** The token this server presents at the peer, when already known. */
+  token?: string;
+}
+
+/** A peer just added, and the token the peer presents here. */
+export interface AddedPeer {
+  peer: Peer;
+  /** The token the peer presents to this server: send it to the peer's admin. */
+  token: string;
+}
+
+/** `PATCH /v1/admin/peers/:issuer` body. */
+export interface PeerPatch {
+  url?: string;
+  /** The token this server presents at the peer. */
+  token?: string;
+}
+
+/** Net position with one peer in one currency; `net > 0`: the peer owes us. */
+export interface SettlementPosition {
+  peer: string;
+  currency: string;
+  net: number;
+}
+
+/** `POST /v1/admin/keys/rotate` answer. */
+export interface RotatedKey {
+  /** Id of the new signing key, which signs from now on. */
+  kid: string;
+}
+
+/** Per-call options. */
+export interface CallOptions {
+  /** Aborts the call (and any retry wait). */
+  signal?: AbortSignal;
+  /** Overrides the client's timeout for this call, per attempt, milliseconds. */
+  timeoutMs?: number;
+}
