@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { TokenType } from '../../src/protocol/codec.js';
+import { parsePaymentHeader } from '../../src/protocol/header.js';
 import {
   type Authorizer,
   createVerifier,
@@ -133,7 +134,9 @@ describe('verifier property: mutated payments are never accepted', () => {
             const p = parsePaymentHeader(h);
             const b = parsePaymentHeader(base);
             if (p.kind === 'order' && b.kind === 'order' && p.cert === b.cert && p.order === b.order) return;
-          } catch {}
+          } catch (e) {
+            expect(e).toMatchObject({ code: 'malformed_payment' });
+          }
           const v = await verifier.verify({ res: m.res, price: m.price, header: h, now: V.now });
           expect(v.ok).toBe(false);
           if (!v.ok) expect(typeof v.code).toBe('string');
