@@ -99,7 +99,7 @@ export class PublicKeyCache {
 }
 
 /** Signs a payload object (its `typ` names the domain) into a token. */
-export function signToken(payload: { typ: TokenType } & object, key: SigningKey): string {
+export function signToken<T extends { typ: TokenType }>(payload: T, key: SigningKey): string {
   const seg = encodePayload(payload);
   return joinToken(seg, sign(null, signingInput(payload.typ, seg), key.privateKey));
 }

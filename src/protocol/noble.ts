@@ -36,8 +36,8 @@ export async function publicKeyOf(seed: Uint8Array): Promise<string> {
 }
 
 /** Signs a payload object into a token with a 32-byte seed. */
-export async function signTokenAsync(
-  payload: { typ: TokenType } & object,
+export async function signTokenAsync<T extends { typ: TokenType }>(
+  payload: T,
   seed: Uint8Array,
 ): Promise<string> {
   const seg = encodePayload(payload);
