@@ -98,6 +98,8 @@ export async function startServer(
     ...extra,
   };
   let server = await createBillingServer(opts);
+  // One real listening socket per server: cheaper than supertest starting a server per request.
+  let url = await server.listen(0, '127.0.0.1');
   const h: Harness = {
     get server() {
       return server;
@@ -107,8 +109,8 @@ export async function startServer(
     dir,
     opts,
     admin: opts.adminToken!,
-    call(method, url, token, body) {
-      let r = request(server.app)[method](url);
+    call(method, path, token, body) {
+      let r = request(url)[method](path);
       if (token) r = r.set('Authorization', `Bearer ${token}`);
       if (body !== undefined) r = r.send(body as object);
       return r;
@@ -147,6 +149,7 @@ export async function startServer(
     },
     async reopen(more = {}) {
       server = await createBillingServer({ ...opts, ...more });
+      url = await server.listen(0, '127.0.0.1');
       return server;
     },
     async close() {
