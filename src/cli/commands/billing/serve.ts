@@ -105,7 +105,8 @@ export async function serve(
         : pg
           ? path.resolve(io.cwd, '.micropay/keys')
           : path.join(path.dirname(db), 'keys');
-  const tokenFromEnv = io.env.MICROPAY_ADMIN_TOKEN !== undefined && io.env.MICROPAY_ADMIN_TOKEN !== '';
+  // Passed on explicitly, so the server checks the one this command saw (io.env may not be process.env).
+  const tokenFromEnv = io.env.MICROPAY_ADMIN_TOKEN !== undefined;
   const tokenFile = keyDir === undefined || tokenFromEnv ? undefined : path.join(keyDir, 'admin-token');
   const existed = tokenFile !== undefined && existsSync(tokenFile);
 
