@@ -1,0 +1,130 @@
+/**
+ * bench/middleware: autocannon against the same app's free route, paid route
+ * (unique pre-signed orders, cached credential) and receipt re-access, for
+ * Express and Koa, in one run; then free and paid at half the free route's
+ * throughput to compare p99 latency. The server runs in its own process.
+ * Prints ratios only mean anything measured together.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createInterface } from 'node:readline';
+import autocannon from 'autocannon';
+import { b64urlEncode } from '../../src/protocol/base64url.js';
+import { signingKeyFromSeed, signToken, tid } from '../../src/protocol/crypto.js';
+import { formatPaymentHeader } from '../../src/protocol/header.js';
+
+const DURATION = Number(process.env.BENCH_SECONDS ?? 5);
+const CONNECTIONS = 32;
+
+async function start(script: string, env: Record<string, string> = {}) {
+  const child = spawn(process.execPath, ['--import', 'tsx', script], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, ...env },
+  });
+  const line: string = await new Promise((resolve, reject) => {
+    createInterface({ input: child.stdout! }).once('line', resolve);
+    child.once('exit', (c) => reject(new Error(`${script} exited ${c}`)));
+  });
+  return { child, info: JSON.parse(line) };
+}
+const bank = await start('bench/middleware/billing.ts');
+const billing = bank.info as { url: string; merchantToken: string; cert: string; seed: string };
+const merchant = await start('bench/middleware/server.ts', {
+  BENCH_BILLING_URL: billing.url,
+  BENCH_MERCHANT_TOKEN: billing.merchantToken,
+});
+const info = { ...billing, ...(merchant.info as { express: string; koa: string }) };
+const key = signingKeyFromSeed(info.seed);
+const cid = tid(info.cert);
+
+function orders(n: number): string[] {
+  const iat = Math.floor(Date.now() / 1000);
+  return Array.from({ length: n }, () =>
+    formatPaymentHeader({
+      kind: 'order',
+      cert: info.cert,
+      order: signToken(
+        {
+          typ: 'mp-order',
+          v: 1,
+          cid,
+          mer: 'news-site',
+          res: 'GET /paid',
+          amt: 2000,
+          cur: 'USD',
+          iat,
+          oid: b64urlEncode(randomBytes(16)),
+        },
+        key,
+      ),
+    }),
+  );
+}
+
+interface Run {
+  rps: number;
+  p99: number;
+  non2xx: number;
+}
+
+async function load(url: string, headers: () => Record<string, string>, rate?: number): Promise<Run> {
+  const r = await autocannon({
+    url,
+    connections: rate ? 8 : CONNECTIONS,
+    duration: DURATION,
+    ...(rate ? { overallRate: rate } : {}),
+    requests: [{ setupRequest: (req: Record<string, unknown>) => ({ ...req, headers: headers() }) }],
+  });
+  return { rps: r.requests.average, p99: r.latency.p99, non2xx: r.non2xx };
+}
+
+async function firstReceipt(base: string): Promise<string> {
+  const [h] = orders(1);
+  const res = await fetch(`${base}/paid`, { headers: { 'micropay-payment': h! } });
+  await res.text();
+  const rc = res.headers.get('micropay-receipt');
+  if (!rc) throw new Error(`no receipt (${res.status})`);
+  return rc;
+}
+
+const results: Record<string, Record<string, Run>> = {};
+for (const fw of ['express', 'koa'] as const) {
+  const base = info[fw];
+  await load(`${base}/free`, () => ({}), undefined); // warm up
+  const free = await load(`${base}/free`, () => ({}));
+  const pool = orders(Math.ceil(free.rps * DURATION * 1.2) + 1000);
+  let i = 0;
+  const paid = await load(`${base}/paid`, () => ({ 'micropay-payment': pool[i++ % pool.length]! }));
+  const receipt = `receipt="${await firstReceipt(base)}"`;
+  const rec = await load(`${base}/paid`, () => ({ 'micropay-payment': receipt }));
+  const half = Math.max(100, Math.floor(free.rps / 2));
+  const freeHalf = await load(`${base}/free`, () => ({}), half);
+  const pool2 = orders(half * DURATION + 1000);
+  let j = 0;
+  const paidHalf = await load(
+    `${base}/paid`,
+    () => ({ 'micropay-payment': pool2[j++ % pool2.length]! }),
+    half,
+  );
+  results[fw] = { free, paid, receipt: rec, freeHalf, paidHalf };
+  for (const [k, v] of Object.entries(results[fw]!)) {
+    if (v.non2xx > 0) console.log(`  warning: ${fw} ${k} had ${v.non2xx} non-2xx answers`);
+  }
+}
+merchant.child.kill('SIGTERM');
+bank.child.kill('SIGTERM');
+
+const f = (n: number) => n.toFixed(2);
+console.log(
+  `bench/middleware (${DURATION}s per run, ${CONNECTIONS} connections; req/s are averages of this run)`,
+);
+for (const [fw, r] of Object.entries(results)) {
+  console.log(
+    `${fw.padEnd(8)} free ${Math.round(r.free!.rps)} req/s, paid ${Math.round(r.paid!.rps)}, receipt ${Math.round(r.receipt!.rps)}` +
+      ` | paid/free ${f(r.paid!.rps / r.free!.rps)}  receipt/free ${f(r.receipt!.rps / r.free!.rps)}` +
+      ` | p99 at half load: free ${r.freeHalf!.p99} ms, paid ${r.paidHalf!.p99} ms (adds ${r.paidHalf!.p99 - r.freeHalf!.p99} ms)`,
+  );
+}
+console.log(
+  'goals: express paid/free >= 0.50; koa paid/free >= 0.28; receipt/free >= 0.85; paid adds < 1 ms at p99 at half load',
+);
