@@ -73,7 +73,7 @@ async function load(url: string, headers: () => Record<string, string>, rate?: n
     connections: rate ? 8 : CONNECTIONS,
     duration: DURATION,
     ...(rate ? { overallRate: rate } : {}),
-    requests: [{ setupRequest: (req: Record<string, unknown>) => ({ ...req, headers: headers() }) }],
+    requests: [{ setupRequest: (req) => ({ ...req, headers: headers() }) }],
   });
   return { rps: r.requests.average, p99: r.latency.p99, non2xx: r.non2xx };
 }
