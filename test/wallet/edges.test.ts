@@ -11,7 +11,6 @@ import { parsePaymentHeader } from '../../src/protocol/header.js';
 import { buildOffer, challengeBody, encodeOfferHeader } from '../../src/protocol/offer.js';
 import {
   createWallet,
-  type KeyStore,
   memoryKeyStore,
   memoryWalletStore,
   type WalletError,
@@ -180,7 +179,7 @@ describe('credential renewal across expiry (fake clock)', () => {
   });
 
   /** A wallet whose stored credential says it is fresh for a year while its token has expired. */
-  async function stale(keyStore: KeyStore, store: WalletStore): Promise<void> {
+  async function stale(store: WalletStore): Promise<void> {
     const st = (await store.load())!;
     st.credential = { ...st.credential!, exp: st.credential!.exp + 365 * day };
     await store.save(st);
@@ -195,7 +194,7 @@ describe('credential renewal across expiry (fake clock)', () => {
       const store = memoryWalletStore();
       const opts = { billingUrl: w.billingUrl, token: b.token, keyStore, store, clock: () => clock.t };
       await createWallet(opts).fetch(`${w.shopUrl}/articles/42`);
-      await stale(keyStore, store);
+      await stale(store);
       clock.t = t0 + day + 120;
       const c = counting(w.shopUrl);
       const wallet = createWallet({ ...opts, fetch: c.fetch });
@@ -227,7 +226,7 @@ describe('credential renewal across expiry (fake clock)', () => {
         clock: () => merchantClock.t,
       };
       await createWallet(opts).fetch(`${w.shopUrl}/articles/42`);
-      await stale(keyStore, store);
+      await stale(store);
       // The billing server's clock stays behind: its credentials, and the key that signs them, have
       // expired for the merchant, which answers unknown_issuer (the key) or expired_credential.
       merchantClock.t = t0 + day + 120;
