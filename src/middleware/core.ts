@@ -18,7 +18,7 @@ import pino from 'pino';
 import { Counter, Histogram, Registry } from 'prom-client';
 import { type DeadLetter, type DepositAnswer, DepositBatcher } from '../billing-client/batcher.js';
 import type { PriceManifest } from '../compile/manifest.js';
-import { type SigningKey, signToken } from '../protocol/crypto.js';
+import { signToken } from '../protocol/crypto.js';
 import { MicropayError } from '../protocol/errors.js';
 import { isId } from '../protocol/ids.js';
 import type { KeyResolver, KeySetDocument } from '../protocol/keys.js';

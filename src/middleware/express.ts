@@ -37,8 +37,9 @@ export interface MicropayExpressMiddleware {
  *   prices: { 'GET /articles/:id': '0.002 USD' } }));
  * app.get('/articles/:id', (req, res) => res.send(`paid by ${req.micropay?.buyer}`));
  */
-export function micropay(options: MicropayOptions): MicropayExpressMiddleware {
-  if (arguments.length === 3 || (options as unknown as { method?: unknown })?.method !== undefined) {
+export function micropay(options: MicropayOptions, ...misuse: unknown[]): MicropayExpressMiddleware {
+  // `app.use(micropay)` calls this with (req, res, next): catch it with a sentence, as helmet does.
+  if (misuse.length > 0 || (options as unknown as { method?: unknown })?.method !== undefined) {
     throw new MicropayError(
       'invalid_option',
       'Call micropay({...}) and pass its result to app.use(), not app.use(micropay).',

@@ -35,8 +35,9 @@ export interface MicropayKoaMiddleware {
  *   prices: { 'GET /articles/:id': '0.002 USD' } }));
  * app.use((ctx) => { ctx.body = `paid by ${ctx.state.micropay?.buyer}`; });
  */
-export function micropay(options: MicropayOptions): MicropayKoaMiddleware {
-  if (arguments.length === 2 || (options as unknown as { req?: unknown })?.req !== undefined) {
+export function micropay(options: MicropayOptions, ...misuse: unknown[]): MicropayKoaMiddleware {
+  // `app.use(micropay)` calls this with (ctx, next): catch it with a sentence.
+  if (misuse.length > 0 || (options as unknown as { req?: unknown })?.req !== undefined) {
     throw new MicropayError(
       'invalid_option',
       'Call micropay({...}) and pass its result to app.use(), not app.use(micropay).',

@@ -53,7 +53,7 @@ export function signingKeyFromSeed(seed: Uint8Array | string): SigningKey {
     const s = seed.trim();
     bytes = /^[0-9a-fA-F]{64}$/.test(s) ? Buffer.from(s, 'hex') : b64urlDecode(s);
   } else bytes = seed;
-  if (!bytes || bytes.length !== 32) {
+  if (bytes?.length !== 32) {
     throw new MicropayError(
       'invalid_key',
       'An Ed25519 seed must be 32 bytes, written as 64 hex characters or 43 base64url characters.',
@@ -73,7 +73,7 @@ export function exportSeed(key: SigningKey): Uint8Array {
 /** Imports a base64url public key without caching; throws `invalid_key` if it is not 32 bytes. */
 export function importPublicKey(x: string): KeyObject {
   const raw = b64urlDecode(x);
-  if (!raw || raw.length !== 32)
+  if (raw?.length !== 32)
     throw new MicropayError('invalid_key', 'An Ed25519 public key must be 32 bytes of base64url.');
   return createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x }, format: 'jwk' });
 }

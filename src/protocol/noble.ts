@@ -47,7 +47,7 @@ export async function signTokenAsync<T extends { typ: TokenType }>(
 /** Checks a decoded token's signature under a base64url public key (strict RFC 8032, like OpenSSL). */
 export async function verifySignatureAsync(decoded: DecodedToken, x: string): Promise<boolean> {
   const pub = b64urlDecode(x);
-  if (!pub || pub.length !== 32) return false;
+  if (pub?.length !== 32) return false;
   try {
     return await ed.verifyAsync(decoded.signature, decoded.signingInput, pub, { zip215: false });
   } catch {

@@ -10,7 +10,10 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const root = resolve(__dirname, '../..');
-const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { exports: Record<string, unknown>; bin: Record<string, string> };
+const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
+  exports: Record<string, unknown>;
+  bin: Record<string, string>;
+};
 const dir = mkdtempSync(join(tmpdir(), 'mp-pack-'));
 const installed = join(dir, 'node_modules', 'micropay');
 
@@ -18,10 +21,16 @@ const installed = join(dir, 'node_modules', 'micropay');
 const subpaths = () =>
   Object.keys(pkg.exports)
     .filter((k) => k !== './package.json')
-    .filter((k) => existsSync(join(installed, ((pkg.exports[k] as { import: { default: string } }).import.default))));
+    .filter((k) =>
+      existsSync(join(installed, (pkg.exports[k] as { import: { default: string } }).import.default)),
+    );
 
 beforeAll(() => {
-  const out = execFileSync('npm', ['pack', '--silent', '--pack-destination', dir], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const out = execFileSync('npm', ['pack', '--silent', '--pack-destination', dir], {
+    cwd: root,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const tgz = join(dir, out.trim().split('\n').pop()!);
   mkdirSync(installed, { recursive: true });
   execFileSync('tar', ['-xzf', tgz, '-C', installed, '--strip-components=1']);
