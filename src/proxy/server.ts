@@ -1,0 +1,935 @@
+/**
+ * micropay-proxy: the paywall in front of any site. An HTTP(S) server whose
+ * every request goes through `MicropayCore` (the same merchant as the
+ * Express and Koa middleware: no second verifier) and then, unless the core
+ * answered (402, 400, 503), to the upstream through http-proxy with a
+ * keep-alive agent. Bodies stream both ways; the charge is decided by the
+ * core when the upstream's status arrives, so an upstream error or a 502
+ * here is never charged.
+ *
+ * Websocket upgrades go through the core as well: a priced upgrade is paid
+ * with the `Micropay-Payment` header of the upgrade request, charged when the
+ * upstream switches protocols, and refused with an HTTP response written on
+ * the raw socket.
+ *
+ * Reload builds a new core from the new configuration and swaps it in one
+ * assignment: requests already in flight finish with the core they started
+ * with, which is closed (deposits drained) once they are done. The payment
+ * store and deposit queue carry over when their configuration is unchanged,
+ * so a reload never forgets a replay mark.
+ */
+import { readFileSync } from 'node:fs';
+import http, { type IncomingHttpHeaders, type IncomingMessage, ServerResponse } from 'node:http';
+import https from 'node:https';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import httpProxy from 'http-proxy';
+import pino from 'pino';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import {
+  type MerchantBilling,
+  MicropayCore,
+  type MicropayLogger,
+  type MicropayOptions,
+  type PaymentInfo,
+} from '../middleware/core.js';
+import type { PriceFunction, PriceSpec } from '../middleware/prices.js';
+import { exportSeed } from '../protocol/crypto.js';
+import { isMicropayError, MicropayError } from '../protocol/errors.js';
+import type { PaymentStore } from '../protocol/store.js';
+import { memoryQueue, memoryStore, redisQueue, redisStore } from '../stores/index.js';
+import type { DepositQueue } from '../stores/types.js';
+import type { ProxyConfig, ProxyUpstream } from './config.js';
+
+/** Options of `createProxy` that a configuration file cannot hold. */
+export interface CreateProxyOptions {
+  /**
+   * A billing client to use instead of `config.billing` (kept across reloads). For tests (a key set
+   * of fixed keys) or to share one client with other code.
+   */
+  billing?: MerchantBilling;
+  /** A pino logger. Default: pino at `config.logLevel` on stdout. Tokens and keys are never logged. */
+  logger?: pino.Logger;
+  /** Price functions for the manifest's `dynamic` routes, by name. */
+  dynamicPrices?: Record<string, PriceFunction>;
+  /** Called after a payment is charged (the response is on its way). */
+  onPaid?: (info: PaymentInfo, req: IncomingMessage) => void;
+  /** The clock of the core, in Unix seconds. For tests. Default: the system clock. */
+  clock?: () => number;
+  /** Also export Node's process metrics (memory, CPU, event loop) at `/_micropay/metrics`. Default `true`. */
+  processMetrics?: boolean;
+}
+
+/** A running (or ready to listen) proxy. */
+export interface MicropayProxy {
+  /** The `node:http` (or `node:https` with `tls`) server. */
+  readonly server: http.Server | https.Server;
+  /** The configuration in force. */
+  readonly config: ProxyConfig;
+  /** The core in force (it changes on reload). */
+  readonly core: MicropayCore;
+  /** The proxy's own metrics (the core's are in `core.metrics`); both are served at `/_micropay/metrics`. */
+  readonly metrics: Registry;
+  /** The base URL once listening, e.g. `http://127.0.0.1:8080`; `null` before. */
+  readonly url: string | null;
+  /** Starts listening on `config.listen`; resolves the base URL. */
+  listen(): Promise<string>;
+  /**
+   * Swaps in a new configuration without dropping a connection: a new core is built (a bad
+   * configuration rejects with `invalid_config` and the old one stays), requests in flight finish
+   * with the old core, which is then closed. `listen` changes need a restart; `tls` files are reloaded.
+   */
+  reload(config: ProxyConfig): Promise<void>;
+  /**
+   * Stops accepting, lets requests in flight finish (at most `shutdownTimeoutMs`), closes websocket
+   * tunnels, drains deposits (`core.close()`) and closes the stores.
+   */
+  close(): Promise<void>;
+}
+
+/** An `http-proxy` target, parsed once (http-proxy would re-parse a string per request). */
+interface Target {
+  protocol: string;
+  host: string;
+  hostname: string;
+  port: string;
+  path: string;
+  pathname: string;
+}
+
+interface Upstream {
+  url: string;
+  host?: string;
+  /** `.example` for `*.example`. */
+  suffix?: string;
+  hostHasPort: boolean;
+  pathPrefix?: string;
+  origin: string;
+  options: httpProxy.ServerOptions;
+}
+
+interface Shared<T> {
+  key: string;
+  value: T;
+  users: number;
+  close: () => Promise<void>;
+}
+
+interface State {
+  config: ProxyConfig;
+  core: MicropayCore;
+  upstreams: Upstream[];
+  anyUpstream: Upstream | null;
+  store: Shared<PaymentStore>;
+  queue: Shared<DepositQueue>;
+  inflight: number;
+  retired: boolean;
+  closed: Promise<void> | null;
+}
+
+interface WsContext {
+  state: State;
+  /** The core's response object, kept until the charge of a priced upgrade is decided. */
+  res: ServerResponse | null;
+  settled: boolean;
+  done: () => void;
+}
+
+const PAID_PREFIX = 'micropay-paid-';
+const UPSTREAM_DOWN =
+  'The site behind this paywall did not answer, so nothing was charged. Try again shortly.';
+const NO_UPSTREAM = 'No site is configured behind this proxy for this host and path.';
+
+function configError(config: ProxyConfig, e: unknown): MicropayError {
+  if (isMicropayError(e) && e.code === 'invalid_config') return e;
+  const message = e instanceof Error ? e.message : String(e);
+  return new MicropayError('invalid_config', `${config.source}: ${message.replace(/\.$/, '')}.`, {
+    cause: e,
+  });
+}
+
+function sendJson(res: ServerResponse, status: number, code: string, message: string): void {
+  const body = JSON.stringify({ error: code, message });
+  res.statusCode = status;
+  res.setHeader('Content-Type', 'application/json; charset=utf-8');
+  res.setHeader('Cache-Control', 'no-store');
+  res.setHeader('Content-Length', Buffer.byteLength(body));
+  res.end(body);
+}
+
+/** An HTTP response written straight on a socket (upgrade requests have no `ServerResponse`). */
+function rawJson(socket: Duplex, status: number, code: string, message: string): void {
+  if (socket.destroyed || !socket.writable) return;
+  const body = JSON.stringify({ error: code, message });
+  socket.end(
+    `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}\r\n` +
+      'Content-Type: application/json; charset=utf-8\r\nCache-Control: no-store\r\nConnection: close\r\n' +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
+}
+
+function target(url: string): Target {
+  const u = new URL(url);
+  const path = u.pathname === '/' ? '' : u.pathname.replace(/\/$/, '');
+  return {
+    protocol: u.protocol,
+    host: u.hostname.replace(/^\[|\]$/g, ''),
+    hostname: u.hostname.replace(/^\[|\]$/g, ''),
+    port: u.port,
+    path,
+    pathname: path,
+  };
+}
+
+/** Strips what a client must not pass upstream: `Micropay-Paid-*`, and untrusted `X-Forwarded-*`. */
+function cleanHeaders(h: IncomingHttpHeaders, trustProxy: boolean): void {
+  for (const k in h) {
+    if (k.charCodeAt(0) === 109 /* m */ && k.startsWith(PAID_PREFIX)) delete h[k];
+    else if (!trustProxy && k.charCodeAt(0) === 120 /* x */ && k.startsWith('x-forwarded-')) delete h[k];
+    else if (!trustProxy && k === 'forwarded') delete h[k];
+  }
+}
+
+function setPaidHeaders(h: IncomingHttpHeaders, info: PaymentInfo): void {
+  h['micropay-paid-buyer'] = info.buyer;
+  h['micropay-paid-amount'] = String(info.amount);
+  h['micropay-paid-currency'] = info.currency;
+  h['micropay-paid-oid'] = info.oid;
+  // A receipt names no issuer: the header is left out (a client-sent one was stripped).
+  if (info.kind === 'order') h['micropay-paid-issuer'] = info.issuer;
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref());
+}
+
+/** The core's options for a configuration; `prev` is the core being replaced, if any. */
+function coreOptions(
+  config: ProxyConfig,
+  opts: CreateProxyOptions,
+  prev: MicropayCore | null,
+  store: PaymentStore,
+  queue: DepositQueue,
+  logger: MicropayLogger,
+): MicropayOptions {
+  const prices: Record<string, PriceSpec> = {};
+  for (const r of config.routes) {
+    if (r.price === null) prices[r.match] = null;
+    else {
+      prices[r.match] = {
+        price: r.price,
+        ...(r.duration !== undefined ? { duration: r.duration } : {}),
+        ...(r.title !== undefined ? { title: r.title } : {}),
+        ...(r.description !== undefined ? { description: r.description } : {}),
+      };
+    }
+  }
+  const receipts = { ...config.receipts };
+  // A key generated for this process must outlive a reload, or receipts given before it stop working.
+  if (receipts.key === undefined && receipts.keyFile === undefined && prev?.receipt.ephemeral) {
+    receipts.key = Buffer.from(exportSeed(prev.receipt.key)).toString('hex');
+  }
+  const o: MicropayOptions = {
+    merchant: config.merchant,
+    billing: opts.billing ?? config.billing,
+    prices,
+    receipts,
+    store,
+    queue,
+    deposits: config.deposits,
+    logger,
+  };
+  if (config.name !== undefined) o.name = config.name;
+  if (config.manifest !== undefined) o.manifest = config.manifest;
+  if (opts.dynamicPrices) o.dynamicPrices = opts.dynamicPrices;
+  if (config.accepts) o.accepts = config.accepts;
+  if (config.onlineThreshold !== undefined) o.onlineThreshold = config.onlineThreshold;
+  if (config.freshness !== undefined) o.freshness = config.freshness;
+  if (config.skew !== undefined) o.skew = config.skew;
+  if (config.failOpen) o.failOpen = config.failOpen;
+  if (config.walletScript !== undefined) o.walletScript = config.walletScript;
+  if (opts.onPaid) o.onPaid = opts.onPaid;
+  if (opts.clock) o.clock = opts.clock;
+  return o;
+}
+
+class PaywallProxy implements MicropayProxy {
+  readonly server: http.Server | https.Server;
+  readonly metrics = new Registry();
+  private state: State;
+  private readonly opts: CreateProxyOptions;
+  private readonly log: pino.Logger;
+  private readonly proxy: httpProxy;
+  private readonly agents = new Map<string, http.Agent>();
+  private readonly retiring = new Set<State>();
+  private readonly tunnels = new Set<Duplex>();
+  private readonly ws = new WeakMap<IncomingMessage, WsContext>();
+  private readonly started = Date.now();
+  private inflight = 0;
+  private idle: (() => void)[] = [];
+  private closing = false;
+  private closed: Promise<void> | null = null;
+  private address: string | null = null;
+  private readonly m: {
+    requests: Counter<'outcome' | 'status'>;
+    duration: Histogram<'outcome'>;
+    upstream: Histogram;
+    upstreamErrors: Counter;
+    inflight: Gauge;
+    websockets: Gauge;
+    reloads: Counter<'result'>;
+  };
+  private readonly durationBy: Record<string, { observe(v: number): void }>;
+
+  constructor(config: ProxyConfig, opts: CreateProxyOptions) {
+    this.opts = opts;
+    this.log =
+      opts.logger ??
+      pino({
+        name: 'micropay-proxy',
+        level: config.logLevel,
+        redact: { paths: ['token', '*.token', 'headers["micropay-payment"]'], censor: '[redacted]' },
+      });
+    const reg = this.metrics;
+    if (opts.processMetrics !== false) collectDefaultMetrics({ register: reg });
+    const buckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10];
+    this.m = {
+      requests: new Counter({
+        name: 'micropay_proxy_requests_total',
+        help: 'Requests answered, by outcome (free, paid, answered by the paywall, error) and status',
+        labelNames: ['outcome', 'status'],
+        registers: [reg],
+      }),
+      duration: new Histogram({
+        name: 'micropay_proxy_request_duration_seconds',
+        help: 'Time from request to the end of the response, by outcome',
+        labelNames: ['outcome'],
+        buckets,
+        registers: [reg],
+      }),
+      upstream: new Histogram({
+        name: 'micropay_proxy_upstream_response_seconds',
+        help: "Time from sending a request upstream to the upstream's response headers",
+        buckets,
+        registers: [reg],
+      }),
+      upstreamErrors: new Counter({
+        name: 'micropay_proxy_upstream_errors_total',
+        help: 'Requests the upstream did not answer (502)',
+        registers: [reg],
+      }),
+      inflight: new Gauge({
+        name: 'micropay_proxy_requests_in_flight',
+        help: 'Requests being handled',
+        registers: [reg],
+      }),
+      websockets: new Gauge({
+        name: 'micropay_proxy_websockets_open',
+        help: 'Open websocket tunnels',
+        registers: [reg],
+      }),
+      reloads: new Counter({
+        name: 'micropay_proxy_reloads_total',
+        help: 'Configuration reloads, by result',
+        labelNames: ['result'],
+        registers: [reg],
+      }),
+    };
+    this.durationBy = Object.fromEntries(
+      ['free', 'paid', 'answered', 'error'].map((o) => [o, this.m.duration.labels(o)]),
+    );
+
+    this.state = this.build(config, null);
+    this.proxy = httpProxy.createProxyServer({ xfwd: true });
+    this.proxy.on('error', () => {}); // every call passes its own error callback
+    this.proxy.on('proxyReq', (proxyReq, _req, res) => {
+      // Hop-by-hop: the agent keeps the upstream connection alive whatever the client asked.
+      proxyReq.removeHeader('connection');
+      proxyReq.removeHeader('keep-alive');
+      proxyReq.removeHeader('proxy-connection');
+      const t0 = performance.now();
+      proxyReq.once('response', (proxyRes) => {
+        this.m.upstream.observe((performance.now() - t0) / 1000);
+        // An upstream that dies mid-body must not leave the client waiting.
+        proxyRes.once('close', () => {
+          if (!proxyRes.complete) res.destroy();
+        });
+      });
+      // http-proxy does not abort the upstream request when the client goes away after sending its body.
+      res.once('close', () => {
+        if (!res.writableFinished) proxyReq.destroy();
+      });
+    });
+    this.proxy.on('proxyReqWs', (proxyReq, req) => this.onProxyReqWs(proxyReq, req));
+    this.server = config.tls ? https.createServer(this.tlsFiles(config)) : http.createServer();
+    this.server.on('request', (req, res) => this.onRequest(req, res));
+    this.server.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
+  }
+
+  get config(): ProxyConfig {
+    return this.state.config;
+  }
+
+  get core(): MicropayCore {
+    return this.state.core;
+  }
+
+  get url(): string | null {
+    return this.address;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Building and retiring cores
+
+  private tlsFiles(config: ProxyConfig): { cert: Buffer; key: Buffer } {
+    const tls = config.tls!;
+    const read = (file: string, field: string) => {
+      try {
+        return readFileSync(file);
+      } catch (e) {
+        throw new MicropayError(
+          'invalid_config',
+          `${config.source}: ${field}: cannot read ${JSON.stringify(file)}: ${(e as Error).message}.`,
+        );
+      }
+    };
+    return { cert: read(tls.cert, 'tls.cert'), key: read(tls.key, 'tls.key') };
+  }
+
+  private agentFor(origin: string, protocol: string): http.Agent {
+    let a = this.agents.get(origin);
+    if (!a) {
+      const o = { keepAlive: true, maxFreeSockets: 256, scheduling: 'lifo' as const };
+      a = protocol === 'https:' ? new https.Agent(o) : new http.Agent(o);
+      this.agents.set(origin, a);
+    }
+    return a;
+  }
+
+  private upstream(u: ProxyUpstream): Upstream {
+    const t = target(u.url);
+    const origin = `${t.protocol}//${t.hostname}:${t.port}`;
+    const up: Upstream = {
+      url: u.url,
+      hostHasPort: false,
+      origin,
+      options: {
+        target: t,
+        agent: this.agentFor(origin, t.protocol),
+        changeOrigin: u.changeOrigin,
+        xfwd: true,
+      },
+    };
+    if (u.host !== undefined) {
+      up.host = u.host;
+      up.hostHasPort = /:\d+$/.test(u.host);
+      if (u.host.startsWith('*.')) up.suffix = u.host.slice(1);
+    }
+    if (u.pathPrefix !== undefined) up.pathPrefix = u.pathPrefix;
+    return up;
+  }
+
+  private shared<T>(
+    prev: Shared<T> | undefined,
+    key: string,
+    make: () => { value: T; close: () => Promise<void> },
+  ): Shared<T> {
+    if (prev && prev.key === key) {
+      prev.users++;
+      return prev;
+    }
+    const { value, close } = make();
+    return { key, value, users: 1, close };
+  }
+
+  /** Builds a state (core, upstreams, stores) for `config`; throws `invalid_config`. Reuses `prev`'s stores when unchanged. */
+  private build(config: ProxyConfig, prev: State | null): State {
+    const sc = config.store;
+    const production = process.env.NODE_ENV === 'production';
+    const store = this.shared(prev?.store, JSON.stringify(sc), () => {
+      const s =
+        sc.kind === 'redis'
+          ? redisStore({ url: sc.url, prefix: sc.prefix })
+          : memoryStore({
+              ...(sc.maxEntries ? { maxEntries: sc.maxEntries } : {}),
+              ...(sc.maxTallies ? { maxTallies: sc.maxTallies } : {}),
+            });
+      return { value: s, close: () => s.close() };
+    });
+    // Orders queued for one billing server are never handed to another.
+    const queueKey = JSON.stringify([sc.kind === 'redis' ? [sc.url, sc.prefix] : 'memory', config.billing]);
+    const queue = this.shared(prev?.queue, queueKey, () => {
+      const q = sc.kind === 'redis' ? redisQueue({ url: sc.url, prefix: sc.prefix }) : memoryQueue();
+      return { value: q, close: () => q.close() };
+    });
+    const unshare = async () => {
+      for (const s of [store, queue] as Shared<unknown>[]) {
+        if (--s.users === 0) await s.close().catch(() => {});
+      }
+    };
+    if (production && sc.kind === 'memory' && !prev) {
+      this.log.warn(
+        {},
+        'micropay-proxy: store is in memory: replays are caught by this process only and queued deposits die with it. Set store: { redis: URL }.',
+      );
+    }
+    try {
+      const logger = this.log.child({ component: 'core' }) as MicropayLogger;
+      const core = new MicropayCore(
+        coreOptions(config, this.opts, prev?.core ?? null, store.value, queue.value, logger),
+      );
+      const upstreams = config.upstreams.map((u) => this.upstream(u));
+      const only = upstreams.length === 1 ? upstreams[0]! : null;
+      return {
+        config,
+        core,
+        upstreams,
+        anyUpstream: only && only.host === undefined && only.pathPrefix === undefined ? only : null,
+        store,
+        queue,
+        inflight: 0,
+        retired: false,
+        closed: null,
+      };
+    } catch (e) {
+      void unshare();
+      throw configError(config, e);
+    }
+  }
+
+  /** Closes a state's core (draining its deposits) and releases its stores; once. */
+  private retire(s: State): Promise<void> {
+    if (!s.closed) {
+      this.retiring.add(s);
+      s.closed = (async () => {
+        try {
+          await s.core.close();
+        } catch (e) {
+          this.log.error({ err: (e as Error).message }, 'micropay-proxy: closing the old core failed');
+        }
+        for (const sh of [s.store, s.queue] as Shared<unknown>[]) {
+          if (--sh.users === 0) await sh.close().catch(() => {});
+        }
+        this.retiring.delete(s);
+        this.pruneAgents();
+      })();
+    }
+    return s.closed;
+  }
+
+  private pruneAgents(): void {
+    const used = new Set<string>(this.state.upstreams.map((u) => u.origin));
+    for (const s of this.retiring) for (const u of s.upstreams) used.add(u.origin);
+    for (const [origin, agent] of this.agents) {
+      if (!used.has(origin) || this.closed) {
+        agent.destroy();
+        this.agents.delete(origin);
+      }
+    }
+  }
+
+  private warm(): void {
+    if (this.state.core.prices.empty) return;
+    this.state.core.ready().catch((e) => {
+      this.log.warn(
+        { err: (e as Error).message },
+        'micropay-proxy: the billing server is not reachable yet; priced requests get 503 until it is',
+      );
+    });
+  }
+
+  async reload(config: ProxyConfig): Promise<void> {
+    if (this.closing)
+      throw new MicropayError('shutting_down', 'The proxy is shutting down; it cannot reload.');
+    let next: State;
+    try {
+      if (config.tls && this.server instanceof https.Server) {
+        (this.server as https.Server).setSecureContext(this.tlsFiles(config));
+      }
+      next = this.build(config, this.state);
+    } catch (e) {
+      this.m.reloads.inc({ result: 'failed' });
+      throw e;
+    }
+    const old = this.state;
+    const listen = (c: ProxyConfig) => `${c.listen.host}:${c.listen.port}`;
+    if (listen(old.config) !== listen(config) || !!old.config.tls !== !!config.tls) {
+      this.log.warn(
+        { listen: listen(old.config) },
+        'micropay-proxy: listen and turning tls on or off take effect at the next start; keeping the current socket',
+      );
+    }
+    this.state = next; // the swap: requests from now on see the new core
+    old.retired = true;
+    if (old.inflight === 0) void this.retire(old);
+    if (!this.opts.logger) this.log.level = config.logLevel;
+    this.m.reloads.inc({ result: 'ok' });
+    this.log.info(
+      {
+        merchant: config.merchant,
+        routes: config.routes.length,
+        upstreams: config.upstreams.map((u) => u.url),
+      },
+      'micropay-proxy: configuration reloaded',
+    );
+    this.warm();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Requests
+
+  private enter(s: State): void {
+    s.inflight++;
+    this.inflight++;
+    this.m.inflight.inc();
+  }
+
+  private leave(s: State): void {
+    s.inflight--;
+    this.inflight--;
+    this.m.inflight.dec();
+    if (s.retired && s.inflight === 0) void this.retire(s);
+    if (this.inflight === 0 && this.idle.length > 0) {
+      for (const f of this.idle.splice(0)) f();
+    }
+  }
+
+  private pick(s: State, req: IncomingMessage, url: string): Upstream | null {
+    if (s.anyUpstream) return s.anyUpstream;
+    const header = (req.headers.host ?? '').toLowerCase();
+    const bare = header.replace(/:\d+$/, '');
+    for (const u of s.upstreams) {
+      if (u.host !== undefined) {
+        const h = u.hostHasPort ? header : bare;
+        if (u.suffix !== undefined ? !(h.endsWith(u.suffix) && h.length > u.suffix.length) : h !== u.host)
+          continue;
+      }
+      if (u.pathPrefix !== undefined && !url.startsWith(u.pathPrefix)) continue;
+      return u;
+    }
+    return null;
+  }
+
+  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const url = req.url ?? '/';
+    if (url.startsWith('/_micropay/') && this.internal(req, res, url)) return;
+    const s = this.state;
+    this.enter(s);
+    const t0 = performance.now();
+    let outcome = 'free';
+    res.once('close', () => {
+      this.leave(s);
+      const o = res.statusCode === 502 && outcome !== 'answered' ? 'error' : outcome;
+      this.durationBy[o]!.observe((performance.now() - t0) / 1000);
+      this.m.requests.inc({ outcome: o, status: res.statusCode });
+    });
+    if (this.closing) res.setHeader('Connection', 'close');
+    cleanHeaders(req.headers, s.config.trustProxy);
+    const up = this.pick(s, req, url);
+    if (!up) {
+      outcome = 'error';
+      sendJson(res, 404, 'no_upstream', NO_UPSTREAM);
+      return;
+    }
+    s.core.handle(req, res, url).then(
+      (o) => {
+        if (o.action === 'answered') {
+          outcome = 'answered';
+          return;
+        }
+        delete req.headers['micropay-payment'];
+        if (o.action === 'paid') {
+          outcome = 'paid';
+          if (s.config.paidHeaders) setPaidHeaders(req.headers, o.info);
+        }
+        if (res.destroyed) return;
+        this.proxy.web(req, res, up.options, (err, _req, r) => this.onUpstreamError(err, req, r, up));
+      },
+      (e) => {
+        outcome = 'error';
+        this.log.error({ err: (e as Error).message }, 'micropay-proxy: request failed');
+        if (!res.headersSent) sendJson(res, 500, 'internal_error', 'The proxy failed on this request.');
+        else res.destroy();
+      },
+    );
+  }
+
+  private onUpstreamError(err: Error, req: IncomingMessage, res: unknown, up: Upstream): void {
+    this.m.upstreamErrors.inc();
+    this.log.warn(
+      {
+        err: err.message,
+        code: (err as NodeJS.ErrnoException).code,
+        upstream: up.url,
+        method: req.method,
+        path: (req.url ?? '').split('?')[0]!.slice(0, 200),
+      },
+      'micropay-proxy: upstream unavailable',
+    );
+    if (!(res instanceof ServerResponse)) return;
+    if (!res.headersSent && !res.destroyed) sendJson(res, 502, 'upstream_unavailable', UPSTREAM_DOWN);
+    else res.destroy();
+  }
+
+  /** `/_micropay/healthz` and `/_micropay/metrics`; anything else under `/_micropay/` goes upstream. */
+  private internal(req: IncomingMessage, res: ServerResponse, url: string): boolean {
+    const q = url.indexOf('?');
+    const path = q === -1 ? url : url.slice(0, q);
+    if (path !== '/_micropay/healthz' && path !== '/_micropay/metrics') return false;
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('Allow', 'GET, HEAD');
+      sendJson(res, 405, 'method_not_allowed', `${path} answers GET only.`);
+      return true;
+    }
+    if (path === '/_micropay/healthz') {
+      const body = JSON.stringify({
+        status: this.closing ? 'draining' : 'ok',
+        merchant: this.state.config.merchant,
+        uptime: Math.round((Date.now() - this.started) / 1000),
+        inflight: this.inflight,
+      });
+      res.statusCode = this.closing ? 503 : 200;
+      res.setHeader('Content-Type', 'application/json; charset=utf-8');
+      res.setHeader('Cache-Control', 'no-store');
+      res.end(body);
+      return true;
+    }
+    Registry.merge([this.metrics, this.state.core.metrics])
+      .metrics()
+      .then(
+        (text) => {
+          res.setHeader('Content-Type', this.metrics.contentType);
+          res.setHeader('Cache-Control', 'no-store');
+          res.end(text);
+        },
+        (e) => sendJson(res, 500, 'internal_error', `Metrics failed: ${(e as Error).message}`),
+      );
+    return true;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Websockets
+
+  private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const url = req.url ?? '/';
+    const s = this.state;
+    this.enter(s);
+    let left = false;
+    const done = () => {
+      if (left) return;
+      left = true;
+      this.leave(s);
+    };
+    socket.on('error', () => socket.destroy());
+    socket.once('close', done);
+    if (this.closing) {
+      rawJson(socket, 503, 'shutting_down', 'This server is shutting down. Try again shortly.');
+      return;
+    }
+    cleanHeaders(req.headers, s.config.trustProxy);
+    const up = this.pick(s, req, url);
+    if (!up) {
+      rawJson(socket, 404, 'no_upstream', NO_UPSTREAM);
+      return;
+    }
+    // The core writes its 402 (or 400, 503) through a response bound to the raw socket.
+    const res = new ServerResponse(req);
+    res.shouldKeepAlive = false;
+    res.assignSocket(socket as Socket);
+    s.core.handle(req, res, url).then(
+      (o) => {
+        if (o.action === 'answered') {
+          if (res.writableFinished) socket.end();
+          else res.once('finish', () => socket.end());
+          return;
+        }
+        delete req.headers['micropay-payment'];
+        if (o.action === 'paid' && s.config.paidHeaders) setPaidHeaders(req.headers, o.info);
+        if (socket.destroyed) return;
+        const ctx: WsContext = { state: s, res: o.action === 'paid' ? res : null, settled: false, done };
+        if (!ctx.res) res.detachSocket(socket as Socket);
+        this.ws.set(req, ctx);
+        this.proxy.ws(req, socket, head, up.options, (err) => this.onWsError(err, req, socket, up));
+      },
+      (e) => {
+        this.log.error({ err: (e as Error).message }, 'micropay-proxy: upgrade failed');
+        rawJson(socket, 500, 'internal_error', 'The proxy failed on this request.');
+      },
+    );
+  }
+
+  /** Decides the charge of a priced upgrade on the upstream's status; puts the receipt in the answer. */
+  private settle(ctx: WsContext, status: number, headers: IncomingHttpHeaders, socket: Duplex): void {
+    if (ctx.settled) return;
+    ctx.settled = true;
+    const res = ctx.res;
+    if (!res) return;
+    ctx.res = null;
+    res.writeHead(status); // the core's wrapped writeHead charges (or releases) here; nothing is sent
+    const receipt = res.getHeader('micropay-receipt');
+    if (typeof receipt === 'string') headers['micropay-receipt'] = receipt;
+    res.detachSocket(socket as Socket);
+  }
+
+  private onProxyReqWs(proxyReq: http.ClientRequest, req: IncomingMessage): void {
+    const ctx = this.ws.get(req);
+    if (!ctx) return;
+    const t0 = performance.now();
+    const socket = req.socket;
+    proxyReq.once('upgrade', (proxyRes: IncomingMessage, proxySocket: Socket) => {
+      this.m.upstream.observe((performance.now() - t0) / 1000);
+      this.settle(ctx, 101, proxyRes.headers, socket);
+      this.tunnels.add(socket);
+      this.m.websockets.inc();
+      const closeBoth = () => {
+        if (this.tunnels.delete(socket)) this.m.websockets.dec();
+        proxySocket.destroy();
+        socket.destroy();
+      };
+      socket.once('close', closeBoth);
+      proxySocket.once('close', closeBoth);
+      ctx.done(); // a tunnel is not a request in flight: reload and shutdown do not wait for it
+    });
+    proxyReq.once('response', (proxyRes: IncomingMessage) => {
+      if ((proxyRes as { upgrade?: boolean }).upgrade) return;
+      this.m.upstream.observe((performance.now() - t0) / 1000);
+      this.settle(ctx, proxyRes.statusCode ?? 502, proxyRes.headers, socket);
+    });
+  }
+
+  private onWsError(err: Error, req: IncomingMessage, socket: Duplex, up: Upstream): void {
+    const ctx = this.ws.get(req);
+    if (ctx && !ctx.settled) {
+      this.m.upstreamErrors.inc();
+      this.log.warn(
+        { err: err.message, code: (err as NodeJS.ErrnoException).code, upstream: up.url },
+        'micropay-proxy: upstream unavailable (websocket)',
+      );
+      this.settle(ctx, 502, {}, socket);
+      rawJson(socket, 502, 'upstream_unavailable', UPSTREAM_DOWN);
+    } else socket.destroy();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Lifecycle
+
+  listen(): Promise<string> {
+    const { host, port } = this.state.config.listen;
+    return new Promise((resolve, reject) => {
+      const onError = (e: Error) => {
+        reject(
+          new MicropayError(
+            'listen_failed',
+            `Cannot listen on ${host}:${port}: ${e.message}. Pick another listen address or stop what uses it.`,
+          ),
+        );
+      };
+      this.server.once('error', onError);
+      this.server.listen(port, host, () => {
+        this.server.off('error', onError);
+        const a = this.server.address();
+        if (a === null || typeof a === 'string') {
+          this.address = String(a);
+          resolve(this.address);
+          return;
+        }
+        const h =
+          a.address === '0.0.0.0'
+            ? '127.0.0.1'
+            : a.address === '::'
+              ? '[::1]'
+              : a.family === 'IPv6'
+                ? `[${a.address}]`
+                : a.address;
+        this.address = `${this.state.config.tls ? 'https' : 'http'}://${h}:${a.port}`;
+        this.log.info(
+          {
+            url: this.address,
+            merchant: this.state.config.merchant,
+            routes: this.state.config.routes.length,
+            upstreams: this.state.config.upstreams.map((u) => u.url),
+          },
+          'micropay-proxy: listening',
+        );
+        this.warm();
+        resolve(this.address);
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    if (this.closed) return this.closed;
+    this.closing = true;
+    this.closed = (async () => {
+      const serverClosed = new Promise<void>((r) => {
+        if (!this.server.listening) r();
+        else this.server.close(() => r());
+      });
+      this.server.closeIdleConnections();
+      const timeout = this.state.config.shutdownTimeoutMs;
+      const drained =
+        this.inflight === 0 ||
+        (await Promise.race([
+          new Promise<boolean>((r) => this.idle.push(() => r(true))),
+          delay(timeout).then(() => false),
+        ]));
+      if (!drained) {
+        this.log.warn(
+          { inflight: this.inflight },
+          'micropay-proxy: requests still in flight at the shutdown timeout; closing them',
+        );
+      }
+      for (const t of this.tunnels) t.end();
+      this.server.closeAllConnections();
+      await Promise.race([serverClosed, delay(1000)]);
+      for (const t of this.tunnels) t.destroy();
+      const s = this.state;
+      s.retired = true;
+      await Promise.all([this.retire(s), ...[...this.retiring].map((r) => this.retire(r))]);
+      for (const a of this.agents.values()) a.destroy();
+      this.agents.clear();
+      this.proxy.close();
+      this.log.info({}, 'micropay-proxy: stopped');
+    })();
+    return this.closed;
+  }
+}
+
+/**
+ * Creates the paywall proxy for a configuration from `loadProxyConfig` or `parseProxyConfig`.
+ * Throws `invalid_config` when the configuration cannot make a core (e.g. a manifest route needs a
+ * price function). Call `listen()` to start it.
+ * @example
+ * import { createProxy, loadProxyConfig } from 'micropay/proxy';
+ * const proxy = createProxy(loadProxyConfig('micropay.yaml'));
+ * console.log('paywall on', await proxy.listen());
+ * process.on('SIGHUP', () => proxy.reload(loadProxyConfig('micropay.yaml')).catch(console.error));
+ * process.on('SIGTERM', () => proxy.close().then(() => process.exit(0)));
+ */
+export function createProxy(config: ProxyConfig, opts: CreateProxyOptions = {}): MicropayProxy {
+  return new PaywallProxy(config, opts);
+}
+
+/**
+ * Checks that a configuration makes a working core (prices, manifest, receipt key) without
+ * connecting to anything; throws `invalid_config` naming the problem.
+ * @example
+ * checkProxyConfig(loadProxyConfig('micropay.yaml'));
+ */
+export async function checkProxyConfig(
+  config: ProxyConfig,
+  opts: Pick<CreateProxyOptions, 'dynamicPrices'> = {},
+): Promise<void> {
+  const store = memoryStore();
+  const queue = memoryQueue();
+  try {
+    const quiet = { info() {}, warn() {}, error() {} };
+    const core = new MicropayCore(coreOptions(config, opts, null, store, queue, quiet));
+    await core.close();
+  } catch (e) {
+    throw configError(config, e);
+  } finally {
+    await store.close();
+    await queue.close();
+  }
+}
