@@ -19,7 +19,12 @@ function add(name: string, summary: string, load: () => Promise<Command>): void 
 
 // Subcommands. Keep this list in the order `micropay --help` shows it.
 // (billing, wallet, proxy, compile, demo are added as their parts land.)
-add('billing', 'Run and administer a billing server', async () => (await import('./commands/billing.js')).run);
+add(
+  'billing',
+  'Run and administer a billing server',
+  async () => (await import('./commands/billing.js')).run,
+);
+add('proxy', 'Run the paywall proxy in front of any site', async () => (await import('../proxy/cli.js')).run);
 add(
   'compile',
   'Turn HTML pages into click-and-pay links and a price manifest',
