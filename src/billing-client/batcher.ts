@@ -79,6 +79,8 @@ export class DepositBatcher extends EventEmitter {
   private readonly retryMaxMs: number;
   private readonly drainTimeoutMs: number;
   private readonly maxDeadLetters: number;
+  /** How often to look again while the queue holds entries claimed elsewhere. */
+  private readonly pollMs: number;
   private readonly logger: BatcherLogger | undefined;
   private timer: NodeJS.Timeout | null = null;
   private retryAt = 0;
@@ -101,6 +103,7 @@ export class DepositBatcher extends EventEmitter {
     this.retryMaxMs = o.retryMaxMs ?? 30_000;
     this.drainTimeoutMs = o.drainTimeoutMs ?? 10_000;
     this.maxDeadLetters = o.maxDeadLetters ?? 1000;
+    this.pollMs = Math.max(this.maxDelayMs, 1000);
     this.logger = o.logger;
   }
 
@@ -149,6 +152,10 @@ export class DepositBatcher extends EventEmitter {
       }
       if (!batch) {
         this.attempt = 0;
+        // Entries left are claimed by another consumer, perhaps a process that died: they become
+        // claimable after the queue's claim timeout. Look again then, without waiting for a new order.
+        if (!this.closed && !this.timer && (await this.queue.size().catch(() => 0)) > 0)
+          this.schedule(this.pollMs);
         return;
       }
       let answer: DepositAnswer;
