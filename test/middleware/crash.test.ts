@@ -80,18 +80,19 @@ interface HeldDeposit {
 }
 
 /** Forwards everything to the billing server; while `hold` is set, deposit answers are kept from the caller. */
-function startGate(
-  target: string,
-): Promise<{ server: Server; url: string; held: HeldDeposit[]; hold: boolean }> {
+interface Gate {
+  server: Server;
+  url: string;
+  /** Deposits credited at the billing server whose answers were kept from the merchant. */
+  held: HeldDeposit[];
+  /** Batch ids of every deposit posted through the gate, in order. */
+  posted: string[];
+  hold: boolean;
+}
+
+function startGate(target: string): Promise<Gate> {
   const t = new URL(target);
-  const gate = {
-    server: null as unknown as Server,
-    url: '',
-    held: [] as HeldDeposit[],
-    /** Batch ids of every deposit posted through the gate, in order. */
-    posted: [] as string[],
-    hold: false,
-  };
+  const gate: Gate = { server: null as unknown as Server, url: '', held: [], posted: [], hold: false };
   gate.server = createServer((req, res) => {
     const body: Buffer[] = [];
     req.on('data', (c: Buffer) => body.push(c));
@@ -136,7 +137,7 @@ describe.skipIf(!redisUrl)('a merchant process SIGKILLed mid-batch, then restart
   const stream = `${prefix}{deposits}`;
   let world: World;
   let redis: Redis;
-  let gate: Awaited<ReturnType<typeof startGate>>;
+  let gate: Gate;
   let env: Record<string, string>;
 
   beforeAll(async () => {
