@@ -24,11 +24,21 @@ add(
   'Run and administer a billing server',
   async () => (await import('./commands/billing.js')).run,
 );
+add(
+  'wallet',
+  'Buyer wallet: init, status, get, history',
+  async () => (await import('./commands/wallet.js')).run,
+);
 add('proxy', 'Run the paywall proxy in front of any site', async () => (await import('../proxy/cli.js')).run);
 add(
   'compile',
   'Turn HTML pages into click-and-pay links and a price manifest',
   async () => (await import('./commands/compile.js')).run,
+);
+add(
+  'demo',
+  'Run the end-to-end demo on embedded defaults',
+  async () => (await import('./commands/demo.js')).run,
 );
 
 function help(io: CliIO): void {
