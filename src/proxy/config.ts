@@ -391,7 +391,7 @@ function parseRoutes(v: unknown): ProxyRoute[] {
       throw new ConfigProblem(join(at, 'match'), `repeats routes[${first}].match ${shown(normalised)}`);
     }
     seen.set(normalised, i);
-    if (!('price' in o)) {
+    if (o.price === undefined) {
       throw new ConfigProblem(join(at, 'price'), 'is required: a price like "0.002 USD", or null for free');
     }
     let price: string | null = null;
@@ -496,7 +496,8 @@ export function parseProxyConfig(
     return parse(input, source, env, baseDir);
   } catch (e) {
     if (e instanceof ConfigProblem) {
-      throw new MicropayError('invalid_config', `${source}: ${e.path ? `${e.path}: ` : ''}${e.why}.`);
+      const why = e.why.replace(/\.+$/, '');
+      throw new MicropayError('invalid_config', `${source}: ${e.path ? `${e.path}: ` : ''}${why}.`);
     }
     throw e;
   }
@@ -655,8 +656,8 @@ export function loadProxyConfig(path: string, env: ProxyEnv = process.env): Prox
       obj = unmask(parseYaml(masked, { prettyErrors: false }));
     } catch (e) {
       if (e instanceof YAMLParseError) {
-        const at = e.linePos?.[0];
-        const where = at ? ` at line ${at.line}, column ${at.col}` : '';
+        const before = masked.slice(0, e.pos[0]).split('\n');
+        const where = ` at line ${before.length}, column ${before[before.length - 1]!.length + 1}`;
         const why = e.message.split('\n')[0]!.replace(marker, (_, i: string) => hidden[Number(i)]!);
         throw new MicropayError('invalid_config', `${path}: is not valid YAML${where}: ${why}.`);
       }
