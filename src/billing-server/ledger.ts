@@ -4,6 +4,10 @@
  * authorizations (credit reservations), credentials, and admin adjustments.
  * Double entry throughout: every transaction writes entries that sum to zero
  * per currency, and account balances move only together with their entries.
+ * A deposit writes one entry per credited order for its buyer (a buyer's
+ * statement lists every purchase), and for the whole batch one `deposit`
+ * entry crediting the merchant the net amount and one commission entry (the
+ * per-order amounts and fees are in the deposit answer and on the order rows).
  *
  * The promise: per (credential tid, merchant), orders credited without an
  * `auth` are credited while their sum stays within `cert.lim`, whatever the
@@ -79,7 +83,7 @@ interface EntryRow {
   account: string;
   amount: number;
   balance: number;
-  kind: 'order' | 'fee' | 'adjustment';
+  kind: 'order' | 'deposit' | 'fee' | 'adjustment';
   counterparty: string | null;
   res: string | null;
   oid: string | null;
@@ -249,13 +253,14 @@ export class Ledger {
       const sums = new Map(
         (
           await inChunks(cids, 500, (c) =>
-            tx.all<{ cid: string; s: number }>(
-              `SELECT cid, SUM(amt) AS s FROM orders WHERE mer = ? AND authorized = 0 AND cid IN (${inList(c.length)}) GROUP BY cid`,
+            tx.all<{ cid: string; spent: number }>(
+              `SELECT cid, spent FROM tallies WHERE mer = ? AND cid IN (${inList(c.length)})`,
               [mer, ...c],
             ),
           )
-        ).map((r) => [r.cid, Number(r.s)]),
+        ).map((r) => [r.cid, r.spent]),
       );
+      const sumsChanged = new Set<string>();
       const reserved = await reservedBy(tx, iss, subs, now);
       const authOids = checked.flatMap((c, i) => (c.ok && auths[i] ? [c.order.oid] : []));
       const reservations = new Map(
@@ -275,6 +280,8 @@ export class Ledger {
       const consumed: [string, string][] = [];
       const touched = new Set<string>();
       let credited = 0;
+      // Commission goes to the fee account as one entry per batch (the per-order fee is on each order row).
+      let feeTotal = 0;
       for (let i = 0; i < checked.length; i++) {
         const c = checked[i]!;
         if (!c.ok) {
@@ -331,11 +338,11 @@ export class Ledger {
         }
         const fee = feeOf(order.amt, m.commissionBps);
         const buyerAfter = buyer.balance - order.amt;
-        const merAfter = m.balance + order.amt - fee;
+        const merAfter = m.balance + credited + order.amt - fee;
         if (
           !Number.isSafeInteger(buyerAfter) ||
           !Number.isSafeInteger(merAfter) ||
-          !Number.isSafeInteger(accounts.get(fees)!.balance + fee)
+          !Number.isSafeInteger(accounts.get(fees)!.balance + feeTotal + fee)
         ) {
           reject('over_limit', 'Crediting this order would take a balance past 2^53-1 micro-units.');
           continue;
@@ -344,7 +351,10 @@ export class Ledger {
         if (authorized) {
           consumed.push([cert.sub, order.oid]);
           reserved.set(cert.sub, rsv - r!.amt);
-        } else sums.set(cid, spent + order.amt);
+        } else {
+          sums.set(cid, spent + order.amt);
+          sumsChanged.add(cid);
+        }
         orders.push({
           sub: cert.sub,
           oid: order.oid,
@@ -366,36 +376,48 @@ export class Ledger {
           memo: null,
           ref: batch,
         });
-        entries.push({
-          account: mer,
-          amount: order.amt - fee,
-          balance: setBalance(accounts, mer, order.amt - fee),
-          kind: 'order',
-          counterparty: cert.sub,
-          res,
-          oid: order.oid,
-          memo: null,
-          ref: batch,
-        });
-        if (fee > 0) {
-          entries.push({
-            account: fees,
-            amount: fee,
-            balance: setBalance(accounts, fees, fee),
-            kind: 'fee',
-            counterparty: mer,
-            res: null,
-            oid: order.oid,
-            memo: null,
-            ref: batch,
-          });
-        }
+        feeTotal += fee;
         touched.add(cert.sub).add(mer).add(fees);
         credited += order.amt - fee;
         results.push({ oid: order.oid, status: 'credited', amt: order.amt, fee });
       }
 
+      if (orders.length > 0) {
+        const balance = setBalance(accounts, mer, credited);
+        const memo = `${orders.length} order${orders.length === 1 ? '' : 's'}, ${feeTotal} commission`;
+        entries.push({
+          account: mer,
+          amount: credited,
+          balance,
+          kind: 'deposit',
+          counterparty: null,
+          res: null,
+          oid: null,
+          memo,
+          ref: batch,
+        });
+      }
+      if (feeTotal > 0) {
+        const balance = setBalance(accounts, fees, feeTotal);
+        entries.push({
+          account: fees,
+          amount: feeTotal,
+          balance,
+          kind: 'fee',
+          counterparty: mer,
+          res: null,
+          oid: null,
+          memo: null,
+          ref: batch,
+        });
+      }
       await insertOrders(tx, iss, mer, batch, orders, now);
+      for (const cid of sumsChanged) {
+        await tx.run(
+          'INSERT INTO tallies (mer, cid, spent) VALUES (?, ?, ?) ON CONFLICT (mer, cid) DO UPDATE SET spent = excluded.spent',
+          [mer, cid, sums.get(cid)!],
+        );
+      }
       await insertEntries(tx, entries, now);
       for (const id of touched)
         await tx.run('UPDATE accounts SET balance = ?, updated = ? WHERE id = ?', [

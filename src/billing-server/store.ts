@@ -39,7 +39,8 @@ export interface Entry {
   amount: number;
   /** Balance after this entry. */
   balance: number;
-  kind: 'order' | 'fee' | 'adjustment';
+  /** `order`: a buyer's purchase; `deposit`: a merchant's net credit for one batch; `fee`: commission of a batch; `adjustment`: by an admin. */
+  kind: 'order' | 'deposit' | 'fee' | 'adjustment';
   counterparty: string | null;
   res: string | null;
   oid: string | null;

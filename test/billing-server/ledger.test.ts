@@ -38,14 +38,28 @@ describe.each(backends)('ledger on $name', ({ name, skip }) => {
       expect(await balance('news')).toBe(1951);
       expect(await balance('fees:USD')).toBe(50);
       const e = await h.call('get', '/v1/me/entries', mer.token);
-      expect(e.body.entries[0]).toMatchObject({
-        amount: 1951,
-        balance: 1951,
-        kind: 'order',
-        counterparty: 'alice',
-        res: 'GET /articles/1',
-        batch: 'b1',
-      });
+      // The merchant's statement has one net entry per deposit batch; the buyer's one entry per order.
+      expect(e.body.entries).toEqual([
+        expect.objectContaining({
+          amount: 1951,
+          balance: 1951,
+          kind: 'deposit',
+          counterparty: null,
+          batch: 'b1',
+          memo: '1 order, 50 commission',
+        }),
+      ]);
+      const be = await h.call('get', '/v1/me/entries', alice.token);
+      expect(be.body.entries).toEqual([
+        expect.objectContaining({
+          amount: -2001,
+          balance: -2001,
+          kind: 'order',
+          counterparty: 'news',
+          res: 'GET /articles/1',
+          batch: 'b1',
+        }),
+      ]);
       await expectBalanced(h);
     });
 
