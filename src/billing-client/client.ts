@@ -15,7 +15,7 @@ import {
 } from '../protocol/keys.js';
 import type { AuthorizationAnswer } from '../protocol/verifier.js';
 import { BillingError } from './errors.js';
-import { type Call, type HttpConfig, type Method, request } from './http.js';
+import { type Call, type HttpConfig, IS_NODE, type Method, request } from './http.js';
 import type {
   Account,
   AccountFilter,
@@ -64,7 +64,7 @@ export interface BillingClientOptions {
   retryMaxDelayMs?: number;
   /** The fetch to use. Default: the global `fetch`. */
   fetch?: typeof fetch;
-  /** `User-Agent` header (ignored by browsers). Default `micropay-billing-client/0.1`. */
+  /** `User-Agent` header, sent from Node only (never from a browser, where it would break CORS). Default `micropay-billing-client/0.1`. */
   userAgent?: string;
 }
 
@@ -261,9 +261,10 @@ export class BillingClient {
     const keysUrl = new URL(KEYS_PATH, this.cfg.base).toString();
     const fetchImpl = this.cfg.fetch;
     const userAgent = this.cfg.userAgent;
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (IS_NODE && userAgent) headers['user-agent'] = userAgent;
     // The resolver asks the origin's well-known path; send it to this client's base (a prefix is kept).
-    const viaClient: typeof fetch = (_input, init) =>
-      fetchImpl(keysUrl, { ...init, headers: { accept: 'application/json', 'user-agent': userAgent } });
+    const viaClient: typeof fetch = (_input, init) => fetchImpl(keysUrl, { ...init, headers });
     const opts = options ?? {};
     const instance = new HttpKeyResolver({ ...opts, url: this.cfg.base.origin, fetch: viaClient });
     this.resolver = { instance, opts };

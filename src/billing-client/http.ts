@@ -10,6 +10,12 @@ import { BILLING_UNAVAILABLE, BillingError } from './errors.js';
 /** HTTP methods the billing API uses. */
 export type Method = 'GET' | 'POST' | 'PATCH' | 'DELETE';
 
+/**
+ * `User-Agent` is sent from Node only: a browser that let it through would
+ * need a CORS preflight allowance the billing server does not give.
+ */
+export const IS_NODE = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
+
 /** Statuses worth another attempt (besides network errors and timeouts). */
 const RETRY_STATUSES = new Set([429, 502, 503, 504]);
 
@@ -138,7 +144,8 @@ async function attempt(cfg: HttpConfig, c: Call): Promise<Answer> {
   }, c.timeoutMs);
   const onAbort = () => ctl.abort(c.signal!.reason);
   c.signal?.addEventListener('abort', onAbort, { once: true });
-  const headers: Record<string, string> = { accept: 'application/json', 'user-agent': cfg.userAgent };
+  const headers: Record<string, string> = { accept: 'application/json' };
+  if (IS_NODE && cfg.userAgent) headers['user-agent'] = cfg.userAgent;
   if (cfg.token !== undefined) headers.authorization = `Bearer ${cfg.token}`;
   if (c.body !== undefined) headers['content-type'] = 'application/json';
   try {

@@ -33,7 +33,7 @@ beforeAll(async () => {
   admin = createBillingClient({ url: srv.url, token: srv.adminToken });
 });
 afterAll(async () => {
-  await srv.close();
+  await srv?.close();
 });
 
 /** A buyer account with a token, a key and a credential. */

@@ -72,6 +72,8 @@ export interface Front {
   seen: string[];
   /** Authorization headers seen (to check what the client sent). */
   auth: (string | undefined)[];
+  /** User-Agent headers seen. */
+  ua: (string | undefined)[];
   /** Steps still to play. */
   script: Step[];
   close(): Promise<void>;
@@ -80,10 +82,11 @@ export interface Front {
 export async function startFront(target: string, script: Step[] = []): Promise<Front> {
   const t = new URL(target);
   const hanging = new Set<http.ServerResponse>();
-  const front: Front = { url: '', seen: [], auth: [], script, close: async () => {} };
+  const front: Front = { url: '', seen: [], auth: [], ua: [], script, close: async () => {} };
   const srv = http.createServer((req, res) => {
     front.seen.push(`${req.method} ${req.url}`);
     front.auth.push(req.headers.authorization);
+    front.ua.push(req.headers['user-agent']);
     const step = front.script.shift() ?? 'pass';
     if (step === 'hang') {
       hanging.add(res);

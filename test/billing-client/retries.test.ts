@@ -70,7 +70,7 @@ afterEach(async () => {
   fronts = [];
 });
 afterAll(async () => {
-  await srv.close();
+  await srv?.close();
 });
 
 async function signedOrder(amt: number) {
@@ -274,6 +274,7 @@ describe('timeouts, aborts, tokens and options', () => {
     const c = createBillingClient({ url: f.url, token, userAgent: 'test-agent/1' });
     const e = await failure(c.me());
     expect(f.auth).toEqual([`Bearer ${token}`]);
+    expect(f.ua).toEqual(['test-agent/1']);
     expect(e.message).toBe('Bad token [token] here.');
     expect(JSON.stringify(e)).not.toContain(token);
   });

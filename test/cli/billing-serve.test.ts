@@ -198,7 +198,7 @@ describe('billing serve, as a process', () => {
       expect(statSync(join(dir, 'billing.db')).isFile()).toBe(true);
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
-      expect(out).toMatch(/stopped \(SIGTERM\)\.\n$/);
+      expect(out).toMatch(/^micropay billing: stopped \(SIGTERM\)\.$/m);
       expect(err).toBe('');
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');

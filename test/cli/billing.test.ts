@@ -30,7 +30,7 @@ beforeAll(async () => {
   srv = await startBillingServer('bank-cli');
 });
 afterAll(async () => {
-  await srv.close();
+  await srv?.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
