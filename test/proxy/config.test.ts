@@ -3,6 +3,7 @@
  * interpolation (inside YAML flow mappings too), YAML and JSON files, relative
  * paths, defaults, and the core-level check (`checkProxyConfig`).
  */
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: these strings test the ${NAME} syntax of configuration files.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
