@@ -44,14 +44,17 @@ export interface LedgerEntry {
   amount: number;
   /** Balance after this entry. */
   balance: number;
-  /** `order`, `fee`, `adjustment` (more kinds may come with peering). */
-  kind: 'order' | 'fee' | 'adjustment' | (string & {});
+  /**
+   * `order`: a buyer's purchase; `deposit`: a merchant's net credit for one batch;
+   * `fee`: commission of a batch; `adjustment`: by an admin (more kinds may come with peering).
+   */
+  kind: 'order' | 'deposit' | 'fee' | 'adjustment' | (string & {});
   counterparty: string | null;
   /** Resource string of an order entry. */
   res: string | null;
   oid: string | null;
   memo: string | null;
-  /** Deposit batch id of order and fee entries. */
+  /** Deposit batch id of order, deposit and fee entries. */
   batch: string | null;
 }
 
