@@ -464,13 +464,19 @@ class WalletImpl implements Wallet {
     const key = `${url.origin} ${method} ${url.pathname}${url.search}`;
     const now = this.now();
     const held = st.receipts.find((r) => r.key === key && r.exp > now);
-    let res: Response;
+    let res: Response | null = null;
     if (held) {
       res = await this.send(req, formatPaymentHeader({ kind: 'receipt', receipt: held.token }));
-      if (res.status !== 402) return { response: res, via: 'receipt', payment: null };
-      // Expired or not honoured any more: forget it and pay from this answer's offer.
+      const refused =
+        res.status === 402 ||
+        (res.status === 400 && (await readChallenge(res.clone())).code === 'malformed_payment');
+      if (!refused) return { response: res, via: 'receipt', payment: null };
+      // Expired or not honoured any more: forget it, and pay from this answer's offer (a 400 has none: ask again).
       st.receipts = st.receipts.filter((r) => r !== held);
-    } else {
+      await this.persist(st);
+      if (res.status === 400) res = null;
+    }
+    if (!res) {
       res = await this.send(req, null);
       if (res.status !== 402) return { response: res, via: 'free', payment: null };
     }

@@ -242,3 +242,60 @@ describe('credential renewal across expiry (fake clock)', () => {
     }
   });
 });
+
+describe('receipts the merchant no longer honours', () => {
+  it('an expired receipt (402 expired_receipt) is dropped and the article paid from that answer', async () => {
+    const clock: Clock = { t: Math.floor(Date.now() / 1000) };
+    const w = await startWorld({ clock });
+    try {
+      const b = await w.buyer();
+      const store = memoryWalletStore();
+      const opts = {
+        billingUrl: w.billingUrl,
+        token: b.token,
+        keyStore: memoryKeyStore(),
+        store,
+        clock: () => clock.t,
+      };
+      await createWallet(opts).fetch(`${w.shopUrl}/articles/42`);
+      const st = (await store.load())!;
+      st.receipts = st.receipts.map((r) => ({ ...r, exp: r.exp + 365 * 86_400 })); // the wallet thinks it still holds
+      await store.save(st);
+      clock.t += 7200;
+      const c = counting(w.shopUrl);
+      const r = await createWallet({ ...opts, fetch: c.fetch }).request(`${w.shopUrl}/articles/42`);
+      expect(r.via).toBe('paid');
+      expect(c.sent.map((s) => s.headers.get('micropay-payment')?.slice(0, 8))).toEqual([
+        'receipt=',
+        'cert="ey',
+      ]);
+      expect((await store.load())!.receipts).toHaveLength(1);
+      expect(w.charged.filter((p) => p.buyer === b.id)).toHaveLength(2);
+    } finally {
+      await w.close();
+    }
+  });
+
+  it('a receipt the merchant cannot read (400) is dropped, and the article asked for and paid again', async () => {
+    const w = await startWorld();
+    try {
+      const b = await w.buyer();
+      const store = memoryWalletStore();
+      const opts = { billingUrl: w.billingUrl, token: b.token, keyStore: memoryKeyStore(), store };
+      await createWallet(opts).fetch(`${w.shopUrl}/articles/42`);
+      const st = (await store.load())!;
+      st.receipts = st.receipts.map((r) => ({ ...r, token: 'not.a-receipt' }));
+      await store.save(st);
+      const c = counting(w.shopUrl);
+      const r = await createWallet({ ...opts, fetch: c.fetch }).request(`${w.shopUrl}/articles/42`);
+      expect(r.via).toBe('paid');
+      expect(c.sent.map((s) => s.headers.get('micropay-payment')?.slice(0, 8) ?? null)).toEqual([
+        'receipt=',
+        null,
+        'cert="ey',
+      ]);
+    } finally {
+      await w.close();
+    }
+  });
+});
