@@ -86,7 +86,7 @@ const VERSION = '0.1.0';
 
 // Run when executed as a binary (not when imported by tests).
 const invoked = process.argv[1] ?? '';
-if (/micropay(\.js)?$/.test(invoked)) {
+if (/micropay(\.[cm]?[jt]s)?$/.test(invoked)) {
   main(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
   });
