@@ -1,5 +1,6 @@
 /**
- * `micropay/wallet/browser`: the buyer's wallet for browsers, signing with
+ * `micropay/wallet` in browsers (bundlers pick it by the `browser` export
+ * condition): the buyer's wallet signing with
  * @noble/ed25519, hashing with WebCrypto and keeping its key in IndexedDB.
  * It imports nothing Node-only (no node:* module, no Buffer, not
  * `protocol/crypto.ts`); `test/wallet/browser.test.ts` holds it to that.
@@ -37,7 +38,7 @@ export function nobleSigner(seed: Uint8Array): Signer {
 /**
  * Creates the buyer's wallet in a browser. The billing server must allow this page's origin (its `corsOrigins`).
  * @example
- * import { createWallet } from 'micropay/wallet/browser';
+ * import { createWallet } from 'micropay/wallet'; // the browser build, through the `browser` condition
  * const wallet = createWallet({ billingUrl: 'https://bank.example', token: buyerToken,
  *   policy: { maxPerDay: '1 USD', autoPayBelow: '0.01 USD', confirm: (o) => confirm(`Pay ${o.amt / 1e6} ${o.cur}?`) } });
  * const article = await (await wallet.fetch('/articles/42')).text();

@@ -1,7 +1,8 @@
 /**
  * `micropay/wallet` for Node: the buyer's wallet signing with node:crypto and
  * keeping its key in a 0600 file. The logic is in `wallet.ts`, shared with
- * the browser entry (`micropay/wallet/browser`).
+ * the browser entry (`browser.ts`, what `micropay/wallet` resolves to under
+ * the `browser` export condition).
  */
 import { randomBytes } from 'node:crypto';
 import { signingKeyFromSeed, signToken, tid } from '../protocol/crypto.js';
