@@ -137,7 +137,8 @@ describe('the billing server down for 10 s and back', () => {
     expect(await open.mw.core.queue.size()).toBeGreaterThan(0);
     expect(retries.length).toBeGreaterThanOrEqual(3);
     expect(retries.map((r) => r.attempt)).toEqual(retries.map((_, i) => i + 1));
-    expect(retries.every((r) => r.code === 'billing_unavailable' && r.delayMs <= 1000)).toBe(true);
+    // Full jitter: each delay is drawn in [1, cap + 1] ms, the cap doubling from 200 ms up to retryMaxMs.
+    expect(retries.every((r) => r.code === 'billing_unavailable' && r.delayMs <= 1001)).toBe(true);
   });
 
   it('answers 503 billing_unavailable with Retry-After when online authorization is needed', async () => {
