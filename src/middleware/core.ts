@@ -228,20 +228,28 @@ export class MicropayCore {
         'billing must be { url, token } (your billing server and merchant token) or a billing client.',
       );
     }
-    if ('url' in o.billing) {
+    const b = o.billing as Partial<MerchantBilling> & { url?: unknown; token?: unknown };
+    if (
+      typeof b.authorize === 'function' &&
+      typeof b.deposit === 'function' &&
+      typeof b.keyResolver === 'function'
+    ) {
+      // A billing client (it may also carry a `url`): use it as it is.
+      this.billing = o.billing as MerchantBilling;
+    } else if (b.url !== undefined) {
       try {
-        new URL(o.billing.url);
+        new URL(String(b.url));
       } catch {
-        throw optionError(
-          `billing.url is not a URL: ${JSON.stringify(String(o.billing.url).slice(0, 100))}.`,
-        );
+        throw optionError(`billing.url is not a URL: ${JSON.stringify(String(b.url).slice(0, 100))}.`);
       }
-      if (typeof o.billing.token !== 'string' || o.billing.token.length === 0) {
+      if (typeof b.token !== 'string' || b.token.length === 0) {
         throw optionError('billing.token must be the merchant API token your billing server issued.');
       }
-    } else if (typeof o.billing.authorize !== 'function' || typeof o.billing.deposit !== 'function') {
-      throw optionError('billing must be { url, token } or a billing client with authorize() and deposit().');
-    } else this.billing = o.billing;
+    } else {
+      throw optionError(
+        'billing must be { url, token } or a billing client with keyResolver(), authorize() and deposit().',
+      );
+    }
     if (
       o.accepts !== undefined &&
       (!Array.isArray(o.accepts) || !o.accepts.every(isId) || o.accepts.length === 0)

@@ -301,3 +301,19 @@ describe('options are validated at construction', () => {
     ).toThrowError(/Call micropay/);
   });
 });
+
+describe('a billing client as the billing option', () => {
+  it('takes a BillingClient (which also has a url) as it is', async () => {
+    const { createBillingClient } = await import('../../src/billing-client/index.js');
+    const client = createBillingClient({ url: world.url, token: world.merchant.token });
+    const mw = expressMicropay({ ...baseOptions(), billing: client });
+    closers.push(mw.close);
+    const app = express();
+    app.use(mw);
+    app.get('/articles/:id', (req, res) => {
+      res.json({ paid: req.micropay ?? null });
+    });
+    const offer = (await request(app).get('/articles/5').expect(402)).body.offer;
+    await request(app).get('/articles/5').set('Micropay-Payment', world.buyer.pay(offer)).expect(200);
+  });
+});
