@@ -200,9 +200,19 @@ export class DepositBatcher extends EventEmitter {
           this.emit('rejected', dl);
         }
       });
-      await this.queue.ack(batch.id);
+      try {
+        await this.queue.ack(batch.id);
+      } catch (e) {
+        // The billing server has the batch; its entries stay pending and go out again under the
+        // same batch id, which the server answers with its first answer and changes nothing.
+        this.logger?.error(
+          { batch: batch.id, err: (e as Error).message },
+          'micropay: could not acknowledge a deposited batch',
+        );
+        this.backoff('queue_unavailable');
+        return;
+      }
       this.emit('deposited', answer);
-      if (this.closed && batch.items.length === 0) return;
     }
   }
 

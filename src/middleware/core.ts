@@ -334,9 +334,30 @@ export class MicropayCore {
         registers: [reg],
       }),
     };
+    if (!this.prices.empty) this.connectSoon(0);
   }
 
-  /** Connects to the billing server (key set, issuer) and starts the batcher. Called on the first priced request. */
+  private connectTimer: NodeJS.Timeout | null = null;
+
+  /**
+   * Connects in the background from construction on, retrying with backoff, so that deposits an
+   * earlier process left queued go out without waiting for a priced request.
+   */
+  private connectSoon(ms: number): void {
+    this.connectTimer = setTimeout(() => {
+      this.connectTimer = null;
+      this.ready().catch((e) => {
+        this.logger.info(
+          { err: (e as Error).message },
+          'micropay: billing server not reachable yet; retrying',
+        );
+        if (!this.closed) this.connectSoon(Math.min(30_000, Math.max(1000, ms * 2)));
+      });
+    }, ms);
+    this.connectTimer.unref();
+  }
+
+  /** Connects to the billing server (key set, issuer) and starts the batcher. Also awaited by the first priced request. */
   ready(): Promise<void> {
     if (!this.init) {
       this.init = this.connect().catch((e) => {
@@ -623,6 +644,7 @@ export class MicropayCore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.connectTimer) clearTimeout(this.connectTimer);
     await Promise.allSettled([...this.inflight]);
     if (this.batcher) {
       const left = await this.batcher.close();

@@ -3,8 +3,17 @@
  * file (created `0600` on first use, so every instance that shares the file
  * honours the others' receipts), or generated for this process only.
  */
-import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import {
+  chmodSync,
+  existsSync,
+  linkSync,
+  mkdirSync,
+  readFileSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname } from 'node:path';
 import { b64urlEncode } from '../protocol/base64url.js';
 import { exportSeed, generateSigningKey, type SigningKey, signingKeyFromSeed } from '../protocol/crypto.js';
@@ -33,6 +42,32 @@ export interface ReceiptKey {
 
 function kidOf(key: SigningKey): string {
   return `r${b64urlEncode(createHash('sha256').update(key.x).digest()).slice(0, 10)}`;
+}
+
+function readKeyFile(file: string): SigningKey {
+  if ((statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600);
+  return signingKeyFromSeed(readFileSync(file, 'utf8'));
+}
+
+/**
+ * Creates the key file atomically: written whole under a temporary name, then linked into place,
+ * so instances starting together never read a half-written file; the one that loses the race
+ * reads the winner's key.
+ */
+function createKeyFile(file: string): SigningKey {
+  const key = generateSigningKey();
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  writeFileSync(tmp, `${Buffer.from(exportSeed(key)).toString('hex')}\n`, { mode: 0o600, flag: 'wx' });
+  try {
+    linkSync(tmp, file);
+    return key;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return readKeyFile(file);
+    throw e;
+  } finally {
+    unlinkSync(tmp);
+  }
 }
 
 /** Loads (or creates) the receipt key. Throws `invalid_option` with the reason. */
