@@ -77,18 +77,7 @@ export function loadReceiptKey(o: ReceiptOptions = {}): ReceiptKey {
   try {
     if (o.key !== undefined) key = signingKeyFromSeed(o.key);
     else if (o.keyFile !== undefined) {
-      if (existsSync(o.keyFile)) {
-        const mode = statSync(o.keyFile).mode & 0o077;
-        if (mode !== 0) chmodSync(o.keyFile, 0o600);
-        key = signingKeyFromSeed(readFileSync(o.keyFile, 'utf8'));
-      } else {
-        key = generateSigningKey();
-        mkdirSync(dirname(o.keyFile), { recursive: true, mode: 0o700 });
-        writeFileSync(o.keyFile, `${Buffer.from(exportSeed(key)).toString('hex')}\n`, {
-          mode: 0o600,
-          flag: 'wx',
-        });
-      }
+      key = existsSync(o.keyFile) ? readKeyFile(o.keyFile) : createKeyFile(o.keyFile);
     } else {
       key = generateSigningKey();
       ephemeral = true;
