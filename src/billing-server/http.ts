@@ -36,6 +36,7 @@ import {
   tokenField,
   urlField,
 } from './validate.js';
+import { mountWeb } from './web/index.js';
 
 /** Largest JSON body: a deposit of 1000 orders of about 1 KB each fits. */
 export const BODY_LIMIT = '2mb';
@@ -113,24 +114,8 @@ export function createApp(ctx: AppContext): express.Express {
     next();
   });
 
-  if (ctx.corsOrigins.length > 0) {
-    const allowed = new Set(ctx.corsOrigins);
-    app.use((req, res, next) => {
-      const origin = req.headers.origin;
-      if (origin && allowed.has(origin)) {
-        res.setHeader('Access-Control-Allow-Origin', origin);
-        res.setHeader('Vary', 'Origin');
-        res.setHeader('Access-Control-Allow-Headers', 'Authorization, Content-Type');
-        res.setHeader('Access-Control-Allow-Methods', 'GET, POST, PATCH, DELETE');
-        res.setHeader('Access-Control-Max-Age', '600');
-        if (req.method === 'OPTIONS') {
-          res.status(204).end();
-          return;
-        }
-      }
-      next();
-    });
-  }
+  // CORS for the browser wallet and the account pages at / (src/billing-server/web).
+  mountWeb(app, ctx);
 
   async function authenticate(req: Request): Promise<Principal> {
     const h = req.headers.authorization;
@@ -232,14 +217,15 @@ export function createApp(ctx: AppContext): express.Express {
           );
         }
         const end = metrics.depositSeconds.startTimer();
-        const answer = await ledger.deposit(merchant, batch, items);
+        const { json, answer } = await ledger.deposit(merchant, batch, items);
         end();
-        for (const r of answer.results) {
+        // A re-posted batch (answer null) changes nothing, so it counts nothing either.
+        for (const r of answer?.results ?? []) {
           if (r.status === 'credited') metrics.ordersCredited.inc();
           else if (r.status === 'duplicate') metrics.ordersDuplicate.inc();
           else metrics.ordersRejected.inc({ reason: r.reason ?? 'unknown' });
         }
-        res.json(answer);
+        res.type('application/json').send(json);
       },
     },
     {

@@ -195,6 +195,11 @@ export class KeyRing {
     return this.publicKeys.get(kid);
   }
 
+  /** Re-reads the key table if this instance's view is older than `REFRESH_MS` (another instance may have rotated). */
+  refresh(): Promise<void> {
+    return this.fresh();
+  }
+
   /** The synchronous view (no I/O): the public key of `kid` if known now. */
   peekPublicKey(kid: string): KeyObject | undefined {
     return this.publicKeys.get(kid);

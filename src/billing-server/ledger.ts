@@ -18,8 +18,8 @@
  * `cert.lim`, as a merchant's offline tally does not count them either.
  */
 import { type Authorization, type Credential, MicropayError, signToken } from '../protocol/index.js';
-import type { Queryable, SqlValue, Tx } from './db/types.js';
-import { inList, MAX_PARAMS, valuesList } from './db/types.js';
+import type { Queryable, Tx } from './db/types.js';
+import { inList } from './db/types.js';
 import type { KeyRing } from './keyring.js';
 import {
   type Account,
@@ -91,19 +91,35 @@ interface EntryRow {
   ref: string | null;
 }
 
-const ENTRY_COLS = 10;
-async function insertEntries(tx: Queryable, rows: EntryRow[], time: number): Promise<void> {
-  const per = Math.floor(MAX_PARAMS / ENTRY_COLS);
-  for (let i = 0; i < rows.length; i += per) {
-    const chunk = rows.slice(i, i + per);
-    const params: SqlValue[] = [];
-    for (const e of chunk)
-      params.push(e.account, time, e.amount, e.balance, e.kind, e.counterparty, e.res, e.oid, e.memo, e.ref);
-    await tx.run(
-      `INSERT INTO entries (account, time, amount, balance, kind, counterparty, res, oid, memo, ref) VALUES ${valuesList(chunk.length, ENTRY_COLS)}`,
-      params,
-    );
-  }
+const ENTRY_COLUMNS = [
+  'account',
+  'time',
+  'amount',
+  'balance',
+  'kind',
+  'counterparty',
+  'res',
+  'oid',
+  'memo',
+  'ref',
+];
+function insertEntries(tx: Queryable, rows: EntryRow[], time: number): Promise<void> {
+  return tx.insertMany(
+    'entries',
+    ENTRY_COLUMNS,
+    rows.map((e) => [
+      e.account,
+      time,
+      e.amount,
+      e.balance,
+      e.kind,
+      e.counterparty,
+      e.res,
+      e.oid,
+      e.memo,
+      e.ref,
+    ]),
+  );
 }
 
 interface OrderRow {
@@ -116,8 +132,20 @@ interface OrderRow {
   authorized: 0 | 1;
 }
 
-const ORDER_COLS = 11;
-async function insertOrders(
+const ORDER_COLUMNS = [
+  'iss',
+  'sub',
+  'mer',
+  'oid',
+  'cid',
+  'amt',
+  'fee',
+  'cur',
+  'authorized',
+  'batch',
+  'credited',
+];
+function insertOrders(
   tx: Queryable,
   iss: string,
   mer: string,
@@ -125,17 +153,11 @@ async function insertOrders(
   rows: OrderRow[],
   time: number,
 ): Promise<void> {
-  const per = Math.floor(MAX_PARAMS / ORDER_COLS);
-  for (let i = 0; i < rows.length; i += per) {
-    const chunk = rows.slice(i, i + per);
-    const params: SqlValue[] = [];
-    for (const o of chunk)
-      params.push(iss, o.sub, mer, o.oid, o.cid, o.amt, o.fee, o.cur, o.authorized, batch, time);
-    await tx.run(
-      `INSERT INTO orders (iss, sub, mer, oid, cid, amt, fee, cur, authorized, batch, credited) VALUES ${valuesList(chunk.length, ORDER_COLS)}`,
-      params,
-    );
-  }
+  return tx.insertMany(
+    'orders',
+    ORDER_COLUMNS,
+    rows.map((o) => [iss, o.sub, mer, o.oid, o.cid, o.amt, o.fee, o.cur, o.authorized, batch, time]),
+  );
 }
 
 /** Runs `query` over `values` in chunks that fit an IN list. */
@@ -191,30 +213,37 @@ export class Ledger {
   }
 
   /** A stored batch answer of this merchant, if the batch id was seen. */
-  private async priorBatch(q: Queryable, mer: string, batch: string): Promise<DepositAnswer | undefined> {
+  /** The stored answer (JSON text) of a batch id this merchant already posted. */
+  private async priorBatch(q: Queryable, mer: string, batch: string): Promise<string | undefined> {
     const r = await q.get<{ answer: string }>('SELECT answer FROM batches WHERE mer = ? AND id = ?', [
       mer,
       batch,
     ]);
-    return r ? (JSON.parse(r.answer) as DepositAnswer) : undefined;
+    return r?.answer;
   }
 
-  /** `POST /v1/deposits`: verifies every order, then credits the batch in one transaction. */
+  /**
+   * `POST /v1/deposits`: verifies every order, then credits the batch in one
+   * transaction. Resolves the answer as JSON text (stored as such for
+   * re-posts), and the answer object when this call did the work (`null` for
+   * a re-posted batch id).
+   */
   async deposit(
     merchant: StoredAccount,
     batch: string,
     items: readonly DepositItem[],
-  ): Promise<DepositAnswer> {
+  ): Promise<{ json: string; answer: DepositAnswer | null }> {
     const mer = merchant.id;
     const iss = this.o.issuer;
     const prior = await this.priorBatch(this.db, mer, batch);
-    if (prior) return prior;
+    if (prior) return { json: prior, answer: null };
 
     // CPU first, outside the transaction: checks 2-6 and mp-auth signatures.
     const checked: (CheckedOrder | FailedCheck)[] = [];
     const auths: (Authorization | null)[] = [];
     for (const it of items) {
-      const c = await this.o.checker.check(it.cert, it.order, mer);
+      const r = this.o.checker.check(it.cert, it.order, mer);
+      const c = r instanceof Promise ? await r : r;
       checked.push(c);
       auths.push(c.ok && it.auth !== undefined ? await this.o.checker.authorization(it.auth) : null);
     }
@@ -230,7 +259,7 @@ export class Ledger {
       const now = this.o.now();
       await tx.lockAccounts([mer, fees, ...subs]);
       const again = await this.priorBatch(tx, mer, batch);
-      if (again) return again;
+      if (again) return { json: again, answer: null };
       const accounts = await readAccounts(tx, [mer, fees, ...subs]);
       const m = accounts.get(mer);
       if (!m || m.status === 'deleted')
@@ -432,13 +461,14 @@ export class Ledger {
         );
       }
       const answer: DepositAnswer = { batch, results, credited };
+      const json = JSON.stringify(answer);
       await tx.run('INSERT INTO batches (mer, id, answer, created) VALUES (?, ?, ?, ?)', [
         mer,
         batch,
-        JSON.stringify(answer),
+        json,
         now,
       ]);
-      return answer;
+      return { json, answer };
     });
   }
 

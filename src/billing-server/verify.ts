@@ -60,6 +60,12 @@ interface CachedCert {
 
 const fail = (reason: CheckCode, message: string): FailedCheck => ({ ok: false, reason, message });
 
+/** The outcome of checking one order. */
+export type CheckResult = CheckedOrder | FailedCheck;
+
+// "The issuer key is not loaded here yet": re-read the key table, then decide.
+const MISS = Symbol('miss');
+
 /** Options of the checker. */
 export interface CheckerOptions {
   issuer: string;
@@ -75,7 +81,8 @@ export class OrderChecker {
 
   constructor(private readonly o: CheckerOptions) {}
 
-  private async credential(token: unknown): Promise<CachedCert | FailedCheck> {
+  /** The verified credential, or `MISS` when its key is not loaded yet (and `missing` says to ask). */
+  private credential(token: unknown, missing: 'miss' | 'fail'): CachedCert | FailedCheck | typeof MISS {
     if (typeof token !== 'string')
       return fail('malformed_payment', 'The credential token is missing or not a string.');
     const hit = this.certs.get(token);
@@ -94,12 +101,14 @@ export class OrderChecker {
         `This billing server is "${this.o.issuer}" and does not settle credentials of "${cert.iss}".`,
       );
     }
-    const issuerKey = await this.o.keys.publicKey(cert.kid);
-    if (!issuerKey)
+    const issuerKey = this.o.keys.peekPublicKey(cert.kid);
+    if (!issuerKey) {
+      if (missing === 'miss') return MISS;
       return fail(
         'unknown_issuer',
         `The signing key "${cert.kid}" is not one of this billing server's keys.`,
       );
+    }
     if (!verifySignature(d, issuerKey))
       return fail('bad_credential', 'The credential is not signed by this billing server.');
     let buyerKey: KeyObject;
@@ -116,13 +125,30 @@ export class OrderChecker {
   /**
    * Checks 2 to 6 for an order deposited or authorized by merchant `mer`.
    * `now` (authorizations) also requires the credential valid now and the order fresh.
+   * Synchronous (no promise per order on the deposit hot path) unless the
+   * credential names a key this instance has not loaded yet: then it re-reads
+   * the key table and answers through a promise.
    */
-  async check(
+  check(
     certToken: unknown,
     orderToken: unknown,
     mer: string,
     now?: number,
-  ): Promise<CheckedOrder | FailedCheck> {
+  ): CheckResult | Promise<CheckResult> {
+    const r = this.checkWith(certToken, orderToken, mer, now, 'miss');
+    if (r !== MISS) return r;
+    return this.o.keys
+      .refresh()
+      .then(() => this.checkWith(certToken, orderToken, mer, now, 'fail') as CheckResult);
+  }
+
+  private checkWith(
+    certToken: unknown,
+    orderToken: unknown,
+    mer: string,
+    now: number | undefined,
+    missing: 'miss' | 'fail',
+  ): CheckResult | typeof MISS {
     if (typeof orderToken !== 'string')
       return fail('malformed_payment', 'The order token is missing or not a string.');
     let od: DecodedToken;
@@ -133,8 +159,8 @@ export class OrderChecker {
     } catch (e) {
       return fail('malformed_payment', messageOf(e));
     }
-    const c = await this.credential(certToken);
-    if (!('cert' in c)) return c;
+    const c = this.credential(certToken, missing);
+    if (c === MISS || !('cert' in c)) return c;
     const { cert } = c;
     const skew = this.o.skew;
     if (order.iat < cert.nbf - skew || order.iat > cert.exp + skew) {
@@ -168,7 +194,7 @@ export class OrderChecker {
       const d = decodeToken(token, 'mp-auth');
       const a = parseAuthorization(d.payload);
       if (a.iss !== this.o.issuer) return null;
-      const key = await this.o.keys.publicKey(a.kid);
+      const key = this.o.keys.peekPublicKey(a.kid) ?? (await this.o.keys.publicKey(a.kid));
       if (!key || !verifySignature(d, key)) return null;
       return a;
     } catch {

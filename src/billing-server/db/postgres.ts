@@ -9,7 +9,15 @@
 import pg from 'pg';
 import { MicropayError } from '../../protocol/index.js';
 import { postgresMigrations } from './migrations.js';
-import type { Db, Queryable, Row, SqlValue, Tx } from './types.js';
+import {
+  type Db,
+  MAX_PARAMS,
+  type Queryable,
+  type Row,
+  type SqlValue,
+  type Tx,
+  valuesList,
+} from './types.js';
 
 function toNumber(text: string): number {
   const n = Number(text);
@@ -60,14 +68,25 @@ function queryable(q: { query: pg.Pool['query'] } | pg.PoolClient): Queryable {
     const r = await (q as pg.Pool).query(number(sql), params as SqlValue[]);
     return r.rows as T[];
   };
+  const run = async (sql: string, params: readonly SqlValue[] = []) => {
+    const r = await (q as pg.Pool).query(number(sql), params as SqlValue[]);
+    return r.rowCount ?? 0;
+  };
   return {
     all,
+    run,
+    insertMany: async (table, columns, rows) => {
+      const per = Math.max(1, Math.floor(MAX_PARAMS / columns.length));
+      for (let i = 0; i < rows.length; i += per) {
+        const chunk = rows.slice(i, i + per);
+        await run(
+          `INSERT INTO ${table} (${columns.join(', ')}) VALUES ${valuesList(chunk.length, columns.length)}`,
+          chunk.flat(),
+        );
+      }
+    },
     get: async <T extends Row>(sql: string, params: readonly SqlValue[] = []) =>
       (await all<T>(sql, params))[0] as T | undefined,
-    run: async (sql: string, params: readonly SqlValue[] = []) => {
-      const r = await (q as pg.Pool).query(number(sql), params as SqlValue[]);
-      return r.rowCount ?? 0;
-    },
   };
 }
 
@@ -96,6 +115,13 @@ export class PostgresDb implements Db {
 
   all<T extends Row = Row>(sql: string, params?: readonly SqlValue[]): Promise<T[]> {
     return this.q.all<T>(sql, params);
+  }
+  insertMany(
+    table: string,
+    columns: readonly string[],
+    rows: readonly (readonly SqlValue[])[],
+  ): Promise<void> {
+    return this.q.insertMany(table, columns, rows);
   }
   get<T extends Row = Row>(sql: string, params?: readonly SqlValue[]): Promise<T | undefined> {
     return this.q.get<T>(sql, params);

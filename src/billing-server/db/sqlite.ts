@@ -82,11 +82,24 @@ export class SqliteDb implements Db {
     return this.prepare(sql).run(...params).changes;
   }
 
+  private insertManySync(
+    table: string,
+    columns: readonly string[],
+    rows: readonly (readonly SqlValue[])[],
+  ): void {
+    if (rows.length === 0) return;
+    const s = this.prepare(
+      `INSERT INTO ${table} (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`,
+    );
+    for (const r of rows) s.run(...r);
+  }
+
   private readonly direct: Queryable = {
     all: async <T extends Row>(sql: string, params: readonly SqlValue[] = []) => this.allSync<T>(sql, params),
     get: async <T extends Row>(sql: string, params: readonly SqlValue[] = []) =>
       this.allSync<T>(sql, params)[0] as T | undefined,
     run: async (sql: string, params: readonly SqlValue[] = []) => this.runSync(sql, params),
+    insertMany: async (table, columns, rows) => this.insertManySync(table, columns, rows),
   };
 
   all<T extends Row = Row>(sql: string, params: readonly SqlValue[] = []): Promise<T[]> {
@@ -97,6 +110,13 @@ export class SqliteDb implements Db {
   }
   run(sql: string, params: readonly SqlValue[] = []): Promise<number> {
     return this.mutex.run(() => this.runSync(sql, params));
+  }
+  insertMany(
+    table: string,
+    columns: readonly string[],
+    rows: readonly (readonly SqlValue[])[],
+  ): Promise<void> {
+    return this.mutex.run(() => this.insertManySync(table, columns, rows));
   }
 
   transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {

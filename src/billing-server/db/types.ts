@@ -19,6 +19,17 @@ export interface Queryable {
   get<T extends Row = Row>(sql: string, params?: readonly SqlValue[]): Promise<T | undefined>;
   /** Runs a statement; resolves the number of rows it changed. */
   run(sql: string, params?: readonly SqlValue[]): Promise<number>;
+  /**
+   * Inserts rows into `table`. Each dialect does it its fastest way: SQLite
+   * runs one prepared single-row statement per row (measured faster than
+   * multi-row VALUES lists there), PostgreSQL sends multi-row statements
+   * (one round trip per chunk).
+   */
+  insertMany(
+    table: string,
+    columns: readonly string[],
+    rows: readonly (readonly SqlValue[])[],
+  ): Promise<void>;
 }
 
 /** A transaction: the statements see one consistent state and commit together. */
