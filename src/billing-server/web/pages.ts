@@ -21,17 +21,7 @@ import { formatAmount, parseDecimal } from '../../protocol/money.js';
 import type { AppContext } from '../http.js';
 import { type Account, type Entry, hashToken, type StoredAccount } from '../store.js';
 import { ACCOUNT_CSS, ACCOUNT_JS } from './assets.js';
-import {
-  csrfField,
-  type DayAmount,
-  dayChart,
-  esc,
-  type Frame,
-  facts,
-  money,
-  page,
-  time,
-} from './html.js';
+import { csrfField, type DayAmount, dayChart, esc, type Frame, facts, money, page, time } from './html.js';
 import { clearCookie, type Session, SessionKeys, sameOrigin } from './session.js';
 
 /** Ledger entries per page. */
@@ -123,7 +113,8 @@ export function accountPages(ctx: AppContext): Router {
         'SELECT subject, role FROM tokens WHERE id = ? AND revoked IS NULL',
         [s.tokenId],
       );
-      account = t && t.subject === s.subject && t.role === s.role ? ((await store.account(s.subject)) ?? null) : null;
+      account =
+        t && t.subject === s.subject && t.role === s.role ? ((await store.account(s.subject)) ?? null) : null;
       if (!account) {
         clearCookie(req, res);
         return null;
@@ -134,7 +125,8 @@ export function accountPages(ctx: AppContext): Router {
 
   /** The signed-in user for a POST: same origin, valid session, right CSRF token; else an error. */
   async function poster(req: Request, res: Response, role?: Session['role']): Promise<Who> {
-    if (!sameOrigin(req)) throw httpError(403, 'cross_site', 'This form was sent from another site, so it was ignored.');
+    if (!sameOrigin(req))
+      throw httpError(403, 'cross_site', 'This form was sent from another site, so it was ignored.');
     const who = await current(req, res);
     if (!who) throw httpError(401, 'signed_out', 'Your session has ended. Sign in again.');
     if (!keys.checkCsrf(who.session, (req.body as Record<string, unknown> | undefined)?.csrf)) {
@@ -227,10 +219,18 @@ export function accountPages(ctx: AppContext): Router {
           [hash],
         );
         if (!t || !(await store.account(t.subject))) {
-          return send(res, 401, signInPage('That token is not known or was revoked. Ask the operator for a new one.'));
+          return send(
+            res,
+            401,
+            signInPage('That token is not known or was revoked. Ask the operator for a new one.'),
+          );
         }
         if (t.role !== 'buyer' && t.role !== 'merchant') {
-          return send(res, 403, signInPage('These pages are for buyers, merchants and the operator; that is a peer token.'));
+          return send(
+            res,
+            403,
+            signInPage('These pages are for buyers, merchants and the operator; that is a peer token.'),
+          );
         }
         s = keys.create(t.role, t.subject, t.id, now);
       }
@@ -272,7 +272,8 @@ export function accountPages(ctx: AppContext): Router {
     if (entries.length === 0) return '<p>No entries yet.</p>';
     const rows = entries.map((e) => {
       const what: string[] = [];
-      if (e.counterparty) what.push(e.kind === 'order' ? `to <strong>${esc(e.counterparty)}</strong>` : esc(e.counterparty));
+      if (e.counterparty)
+        what.push(e.kind === 'order' ? `to <strong>${esc(e.counterparty)}</strong>` : esc(e.counterparty));
       if (e.res) what.push(`<code>${esc(e.res)}</code>`);
       if (e.memo) what.push(esc(e.memo));
       const ref = e.oid ? `order ${esc(e.oid)}` : e.batch ? `batch ${esc(e.batch)}` : '';
@@ -284,13 +285,19 @@ export function accountPages(ctx: AppContext): Router {
   /** The ledger section of an account, one page from `before` (an entry id). */
   async function ledgerSection(req: Request, a: StoredAccount, base: string): Promise<string> {
     const before = cursorParam(req, 'before', (s) => /^\d{1,15}$/.test(s));
-    const rows = await store.entries(a.id, before === undefined ? undefined : Number(before), ENTRIES_PER_PAGE + 1);
+    const rows = await store.entries(
+      a.id,
+      before === undefined ? undefined : Number(before),
+      ENTRIES_PER_PAGE + 1,
+    );
     const more = rows.length > ENTRIES_PER_PAGE;
     const list = rows.slice(0, ENTRIES_PER_PAGE);
     const sep = base.includes('?') ? '&' : '?';
     const links = [
       before !== undefined ? `<a href="${esc(base)}#ledger">Newest entries</a>` : '',
-      more ? `<a href="${esc(`${base}${sep}before=${list[list.length - 1]!.id}`)}#ledger" rel="next">Older entries</a>` : '',
+      more
+        ? `<a href="${esc(`${base}${sep}before=${list[list.length - 1]!.id}`)}#ledger" rel="next">Older entries</a>`
+        : '',
     ].filter(Boolean);
     return `<h2 id="ledger">Ledger entries</h2>
 ${entriesTable(a, list)}
@@ -304,7 +311,7 @@ ${links.length ? `<nav class="pager" aria-label="Ledger pages">${links.join('')}
       rows.push(['Credit limit', money(a.creditLimit, a.currency)]);
       rows.push(['Daily limit', a.dailyLimit === null ? 'none' : money(a.dailyLimit, a.currency)]);
     } else if (a.role === 'merchant') {
-      rows.push(['Commission', `${esc(formatAmount(a.commissionBps * 100))}%`]);
+      rows.push(['Commission', `${esc(formatAmount(a.commissionBps * 10_000))}%`]);
     }
     rows.push(['Status', `<span class="status-${esc(a.status)}">${esc(a.status)}</span>`]);
     rows.push(['Currency', esc(a.currency)]);
@@ -321,7 +328,12 @@ ${links.length ? `<nav class="pager" aria-label="Ledger pages">${links.join('')}
     const chart =
       a.role === 'buyer'
         ? dayChart('spending', `Spending per day, last ${CHART_DAYS} days (UTC)`, await perDay(a), a.currency)
-        : dayChart('revenue', `Revenue per day after commission, last ${CHART_DAYS} days (UTC)`, await perDay(a), a.currency);
+        : dayChart(
+            'revenue',
+            `Revenue per day after commission, last ${CHART_DAYS} days (UTC)`,
+            await perDay(a),
+            a.currency,
+          );
     const credential =
       a.role === 'buyer'
         ? `<h2>Today's credential</h2>
@@ -348,7 +360,13 @@ ${await ledgerSection(req, a, '/')}`,
       const who = await poster(req, res, 'buyer');
       const a = who.account!;
       if (a.status !== 'active') {
-        return send(res, 403, await accountHome(req, who, a, { error: 'This account is disabled, so no credential is issued. Ask the operator.' }));
+        return send(
+          res,
+          403,
+          await accountHome(req, who, a, {
+            error: 'This account is disabled, so no credential is issued. Ask the operator.',
+          }),
+        );
       }
       const c = await ledger.certificate(a, throwawayKey());
       const box = `<div class="notice" role="status" id="credential">${facts([
@@ -401,18 +419,28 @@ ${first || next ? `<nav class="pager" aria-label="Account pages">${first}${next}
     );
   }
 
-  async function adminAccount(req: Request, who: Who, id: string, extra: Partial<Frame> = {}): Promise<string> {
+  async function adminAccount(
+    req: Request,
+    who: Who,
+    id: string,
+    extra: Partial<Frame> = {},
+  ): Promise<string> {
     const a = await store.mustAccount(id);
     const available = a.role === 'buyer' ? await ledger.available(a) : null;
     const path = `/admin/accounts/${encodeURIComponent(a.id)}`;
     const saved = req.query.saved;
-    if (extra.notice === undefined && extra.error === undefined && (saved === 'status' || saved === 'limits')) {
-      extra.notice = saved === 'status' ? `Saved: ${a.id} is now ${a.status}.` : `Saved: new limits for ${a.id}.`;
+    if (
+      extra.notice === undefined &&
+      extra.error === undefined &&
+      (saved === 'status' || saved === 'limits')
+    ) {
+      extra.notice =
+        saved === 'status' ? `Saved: ${a.id} is now ${a.status}.` : `Saved: new limits for ${a.id}.`;
     }
     const amountValue = (v: number | null) => (v === null ? '' : formatAmount(v));
     const forms =
       a.role === 'system'
-        ? '<p>This is one of the server\'s own accounts; it moves only with orders and adjustments.</p>'
+        ? "<p>This is one of the server's own accounts; it moves only with orders and adjustments.</p>"
         : `<h2>Status</h2>
 <form method="post" action="${esc(path)}/status"${a.status === 'active' ? ` data-confirm="${esc(`Disable ${a.id}? It gets no new credential until enabled again.`)}"` : ''}>${csrfField(who.csrf)}<input type="hidden" name="status" value="${a.status === 'active' ? 'disabled' : 'active'}">
 <p>This account is <strong class="status-${esc(a.status)}">${esc(a.status)}</strong>. ${a.status === 'active' ? (a.role === 'buyer' ? 'Disabled, it gets no new credential, so it stops paying within a day.' : 'Disabled, it can neither deposit nor ask for authorizations.') : ''}</p>
@@ -446,7 +474,8 @@ ${await ledgerSection(req, a, path)}`,
     route(async (req, res) => {
       const who = await current(req, res);
       if (!who) return send(res, 401, signInPage('Sign in as the operator to see accounts.'));
-      if (who.session.role !== 'admin') throw httpError(403, 'forbidden', 'Only the operator sees other accounts.');
+      if (who.session.role !== 'admin')
+        throw httpError(403, 'forbidden', 'Only the operator sees other accounts.');
       send(res, 200, await adminAccount(req, who, String(req.params.id)));
     }),
   );

@@ -26,6 +26,9 @@ Options:
   --db PATH|URL     SQLite file (default ./billing.db) or a postgres://... URL
   --key-dir DIR     where signing key seeds and a generated admin token are kept, mode 0600
                     (default: "keys" beside the SQLite file; ./.micropay/keys for PostgreSQL)
+  --cors-origin URL let pages of this origin (e.g. https://news.example) run the browser
+                    wallet against this server: credentials and the buyer's own account.
+                    Repeat for several origins; no wildcard.
   --quiet           no request logs
   --json            print { url, issuer, adminTokenFile } as JSON once listening
   -h, --help        this help
@@ -79,6 +82,7 @@ export async function serve(
       issuer: { type: 'string' },
       db: { type: 'string' },
       'key-dir': { type: 'string' },
+      'cors-origin': { type: 'string', multiple: true },
       quiet: { type: 'boolean' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
@@ -115,6 +119,7 @@ export async function serve(
   if (keyDir !== undefined) opts.keyDir = keyDir;
   if (tokenFromEnv) opts.adminToken = io.env.MICROPAY_ADMIN_TOKEN!;
   if (values.quiet) opts.logger = false;
+  if (values['cors-origin'] !== undefined) opts.corsOrigins = values['cors-origin'];
   const server = await createBillingServer(opts);
   let url: string;
   try {
