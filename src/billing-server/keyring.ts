@@ -49,6 +49,10 @@ export interface KeyRingOptions {
 const SEED_SUFFIX = '.seed';
 // How long (ms) this instance trusts its view of the key table before re-reading it (another instance may have rotated).
 const REFRESH_MS = 2000;
+// An unknown kid re-reads the table at once (another instance may have just rotated), but a kid that
+// missed is not looked for again for a while, and forced re-reads are capped per second: kids come from clients.
+const MISS_TTL_MS = 2000;
+const MAX_MISS_RELOADS_PER_SECOND = 10;
 
 /** A kid from the time: `k2026-11-25T19-30-00Z`, plus a random tail so two rotations in one second differ. */
 export function newKid(nowSeconds: number): string {
@@ -67,6 +71,8 @@ export class KeyRing {
   private publicKeys = new Map<string, KeyObject>();
   private loadedAt = Number.NEGATIVE_INFINITY;
   private loading: Promise<void> | null = null;
+  private readonly misses = new Map<string, number>();
+  private missWindow = { start: 0, count: 0 };
 
   constructor(o: KeyRingOptions) {
     this.o = o;
@@ -118,8 +124,8 @@ export class KeyRing {
     return this.loading;
   }
 
-  private async fresh(): Promise<void> {
-    if (Date.now() - this.loadedAt > REFRESH_MS) await this.reload();
+  private async fresh(maxAgeMs = REFRESH_MS): Promise<void> {
+    if (Date.now() - this.loadedAt > maxAgeMs) await this.reload();
   }
 
   /** The newest key row this instance holds a seed for. */
@@ -187,17 +193,29 @@ export class KeyRing {
     );
   }
 
-  /** The public key of `kid` (any key this server ever had), re-reading the table on a miss at most every `REFRESH_MS`. */
+  /** The public key of `kid` (any key this server ever had), re-reading the table on a miss. */
   async publicKey(kid: string): Promise<KeyObject | undefined> {
     const k = this.publicKeys.get(kid);
     if (k) return k;
-    await this.fresh();
+    await this.refreshAfterMiss(kid);
     return this.publicKeys.get(kid);
   }
 
-  /** Re-reads the key table if this instance's view is older than `REFRESH_MS` (another instance may have rotated). */
-  refresh(): Promise<void> {
-    return this.fresh();
+  /**
+   * After `kid` was not found: re-reads the key table (another instance may
+   * have just rotated), unless this kid already missed in the last 2 s or
+   * forced re-reads reached their cap for this second.
+   */
+  async refreshAfterMiss(kid: string): Promise<void> {
+    const t = Date.now();
+    const last = this.misses.get(kid);
+    if (last !== undefined && t - last < MISS_TTL_MS) return;
+    if (t - this.missWindow.start >= 1000) this.missWindow = { start: t, count: 0 };
+    if (this.missWindow.count >= MAX_MISS_RELOADS_PER_SECOND) return;
+    this.missWindow.count++;
+    if (this.misses.size >= 1000) this.misses.clear();
+    this.misses.set(kid, t);
+    await this.reload();
   }
 
   /** The synchronous view (no I/O): the public key of `kid` if known now. */

@@ -78,6 +78,8 @@ export interface CheckerOptions {
 export class OrderChecker {
   private readonly certs = new Lru<string, CachedCert>(10_000);
   private readonly buyerKeys = new PublicKeyCache(10_000);
+  // The kid of the last credential whose key was not loaded (read right after `MISS`, synchronously).
+  private lastMissedKid = '';
 
   constructor(private readonly o: CheckerOptions) {}
 
@@ -103,6 +105,7 @@ export class OrderChecker {
     }
     const issuerKey = this.o.keys.peekPublicKey(cert.kid);
     if (!issuerKey) {
+      this.lastMissedKid = cert.kid;
       if (missing === 'miss') return MISS;
       return fail(
         'unknown_issuer',
@@ -138,7 +141,7 @@ export class OrderChecker {
     const r = this.checkWith(certToken, orderToken, mer, now, 'miss');
     if (r !== MISS) return r;
     return this.o.keys
-      .refresh()
+      .refreshAfterMiss(this.lastMissedKid)
       .then(() => this.checkWith(certToken, orderToken, mer, now, 'fail') as CheckResult);
   }
 
