@@ -35,6 +35,7 @@ import type { PaymentStore } from '../protocol/store.js';
 import { type Authorizer, type OrderAcceptance, type Rejection, Verifier } from '../protocol/verifier.js';
 import { MemoryDepositQueue, MemoryPaymentStore } from '../stores/memory.js';
 import type { DepositItem, DepositQueue } from '../stores/types.js';
+import { WALLET_SCRIPT_PATH, type WalletScriptAsset, walletScriptAsset } from '../wallet/script.js';
 import { prefersHtml, renderPaywall } from './paywall.js';
 import { type PriceFunction, type PriceSpec, PriceTable, type ResolvedPrice } from './prices.js';
 import { loadReceiptKey, type ReceiptKey, type ReceiptOptions } from './receipts.js';
@@ -138,8 +139,13 @@ export interface MicropayOptions {
   name?: string;
   /** Seconds a quoted price holds (offer `exp`). Default 300. */
   offerTtl?: number;
-  /** URL of the browser wallet script the paywall page loads. Default `/_micropay/wallet.js`. */
-  walletScript?: string;
+  /**
+   * The browser wallet script (`micropay/wallet`'s click-to-pay script). Default `/_micropay/wallet.js`:
+   * the core answers `GET` and `HEAD` of that path with it, and the paywall page loads it from there.
+   * Another path on this site (`/assets/wallet.js`) moves both; an absolute URL (a CDN) is what the
+   * paywall page loads while the core still serves the default path; `false`: the core serves no script.
+   */
+  walletScript?: string | false;
   /** A prom-client registry to register metrics in. Default: a registry of this instance (`core.metrics`). */
   registry?: Registry;
   /** The clock, in Unix seconds. Default: the system clock. For tests. */
@@ -199,6 +205,8 @@ export class MicropayCore {
   private readonly now: () => number;
   private readonly ownsStore: boolean;
   private readonly ownsQueue: boolean;
+  /** Path the wallet script is served at, or null when `walletScript: false`. */
+  private readonly walletPath: string | null;
   private billing: MerchantBilling | null = null;
   private verifier: Verifier | null = null;
   private batcher: DepositBatcher | null = null;
@@ -258,7 +266,20 @@ export class MicropayCore {
     }
     if (o.charge !== undefined && typeof o.charge !== 'function')
       throw optionError('charge must be a function (status) => boolean.');
+    if (
+      o.walletScript !== undefined &&
+      o.walletScript !== false &&
+      (typeof o.walletScript !== 'string' || o.walletScript.trim() === '')
+    ) {
+      throw optionError('walletScript must be a path or URL of the wallet script, or false to serve none.');
+    }
     this.options = o;
+    this.walletPath =
+      o.walletScript === false
+        ? null
+        : typeof o.walletScript === 'string' && /^\/(?!\/)/.test(o.walletScript)
+          ? o.walletScript.split(/[?#]/)[0]!
+          : WALLET_SCRIPT_PATH;
     this.merchant = o.merchant;
     this.name = o.name;
     this.freshness = seconds(o.freshness, 'freshness', 300);
@@ -429,6 +450,16 @@ export class MicropayCore {
    */
   async handle(req: IncomingMessage, res: ServerResponse, target = req.url ?? '/'): Promise<Outcome> {
     const method = req.method ?? 'GET';
+    // The browser wallet script, answered here so every adapter and the proxy serve it where compiled
+    // pages and the paywall page load it (src/wallet/script.ts). Off with `walletScript: false`.
+    if (
+      this.walletPath !== null &&
+      (method === 'GET' || method === 'HEAD') &&
+      target.split('?')[0] === this.walletPath
+    ) {
+      await this.sendWalletScript(req, res);
+      return { action: 'answered' };
+    }
     let priced: ResolvedPrice | null;
     try {
       const p = this.prices.lookup(req, method, target);
@@ -624,6 +655,35 @@ export class MicropayCore {
       ? challengeBody(offer, why.code, why.message)
       : challengeBody(offer, 'payment_required', priceSentence(offer.amt, offer.cur));
     res.end(JSON.stringify(body));
+  }
+
+  /** Sends the wallet script: cacheable, revalidated by its ETag. */
+  private async sendWalletScript(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    let a: WalletScriptAsset;
+    try {
+      a = await walletScriptAsset();
+    } catch (e) {
+      this.logger.error({ err: (e as Error).message }, 'micropay: the wallet script is unavailable');
+      this.sendError(
+        res,
+        503,
+        'wallet_script_unavailable',
+        'The wallet script is not available on this server.',
+      );
+      return;
+    }
+    res.setHeader('Content-Type', 'application/javascript; charset=utf-8');
+    res.setHeader('Cache-Control', 'public, max-age=600');
+    res.setHeader('ETag', a.etag);
+    res.setHeader('X-Content-Type-Options', 'nosniff');
+    if (req.headers['if-none-match']?.split(/\s*,\s*/).includes(a.etag)) {
+      res.statusCode = 304;
+      res.end();
+      return;
+    }
+    res.statusCode = 200;
+    res.setHeader('Content-Length', String(a.body.length));
+    res.end(req.method === 'HEAD' ? undefined : a.body);
   }
 
   private sendError(
