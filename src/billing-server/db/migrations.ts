@@ -114,12 +114,72 @@ const tables = (big: string, serial: string): string[] => [
   )`,
 ];
 
+// Section 9 (peers): the interchange fee and the tombstone of a removed peer; on the issuer's side,
+// which peer claimed an order (NULL: deposited by a local merchant); the keys fetched from each peer
+// (kept per key, so a key the peer withdrew early stops verifying while one that expired still
+// verifies a late deposit); and on the acquirer's side the claims outbox, written in the same
+// transaction as the merchant's credit and sent in batches whose ids never change once assigned.
+const peering = (big: string, serial: string): string[] => [
+  'ALTER TABLE peers ADD COLUMN fee_bps INTEGER NOT NULL DEFAULT 0',
+  `ALTER TABLE peers ADD COLUMN removed ${big}`,
+  `ALTER TABLE peers ADD COLUMN keys_fetched ${big}`,
+  `ALTER TABLE peers ADD COLUMN keys_fresh_until ${big}`,
+  'ALTER TABLE orders ADD COLUMN acq TEXT',
+  `CREATE TABLE peer_keys (
+    issuer TEXT NOT NULL,
+    kid TEXT NOT NULL,
+    x TEXT NOT NULL,
+    nbf ${big} NOT NULL,
+    exp ${big} NOT NULL,
+    seen ${big} NOT NULL,
+    PRIMARY KEY (issuer, kid)
+  )`,
+  `CREATE TABLE claim_orders (
+    seq ${serial},
+    peer TEXT NOT NULL,
+    cur TEXT NOT NULL,
+    claim TEXT,
+    sub TEXT NOT NULL,
+    mer TEXT NOT NULL,
+    oid TEXT NOT NULL,
+    cert TEXT NOT NULL,
+    token TEXT NOT NULL,
+    amt ${big} NOT NULL,
+    status TEXT NOT NULL,
+    fee ${big},
+    reason TEXT,
+    created ${big} NOT NULL
+  )`,
+  'CREATE UNIQUE INDEX claim_orders_order ON claim_orders (peer, mer, oid, sub)',
+  'CREATE INDEX claim_orders_claim ON claim_orders (claim, peer, cur)',
+  `CREATE TABLE claims (
+    id TEXT PRIMARY KEY,
+    peer TEXT NOT NULL,
+    cur TEXT NOT NULL,
+    orders INTEGER NOT NULL,
+    amt ${big} NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at ${big} NOT NULL,
+    lease_until ${big} NOT NULL DEFAULT 0,
+    last_error TEXT,
+    created ${big} NOT NULL,
+    done ${big}
+  )`,
+  'CREATE INDEX claims_due ON claims (status, next_at)',
+];
+
 /** SQLite migrations. */
 export const sqliteMigrations: Migration[] = [
   {
     version: 1,
     name: 'accounts, tokens, keys, ledger, authorizations, peers',
     statements: tables('INTEGER', 'INTEGER PRIMARY KEY'),
+  },
+  {
+    version: 2,
+    name: 'peering: peer keys, interchange fee, claims outbox',
+    statements: peering('INTEGER', 'INTEGER PRIMARY KEY'),
   },
 ];
 
@@ -129,5 +189,10 @@ export const postgresMigrations: Migration[] = [
     version: 1,
     name: 'accounts, tokens, keys, ledger, authorizations, peers',
     statements: tables('BIGINT', 'BIGSERIAL PRIMARY KEY'),
+  },
+  {
+    version: 2,
+    name: 'peering: peer keys, interchange fee, claims outbox',
+    statements: peering('BIGINT', 'BIGSERIAL PRIMARY KEY'),
   },
 ];
