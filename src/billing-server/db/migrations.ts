@@ -169,6 +169,57 @@ const peering = (big: string, serial: string): string[] => [
   'CREATE INDEX claims_due ON claims (status, next_at)',
 ];
 
+// Statements and webhooks (issue 10): a merchant's deposit entry carries the commission its batch kept
+// (backfilled from the batch's fee entry), so a statement line shows amount and fee without a join;
+// the webhook endpoints; the outbox of events, written in the transaction of the ledger change each
+// reports; one delivery per (event, endpoint), claimed by pushing next_at past a lease; and the log of
+// every delivery attempt.
+const webhooks = (big: string, serial: string): string[] => [
+  `ALTER TABLE entries ADD COLUMN fee ${big} NOT NULL DEFAULT 0`,
+  "CREATE INDEX entries_fee_backfill ON entries (ref) WHERE kind = 'fee'",
+  `UPDATE entries SET fee = COALESCE((SELECT f.amount FROM entries f
+     WHERE f.kind = 'fee' AND f.ref = entries.ref AND f.counterparty = entries.account), 0)
+   WHERE kind = 'deposit'`,
+  'DROP INDEX entries_fee_backfill',
+  `CREATE TABLE webhooks (
+    id TEXT PRIMARY KEY,
+    url TEXT NOT NULL,
+    events TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    created ${big} NOT NULL
+  )`,
+  `CREATE TABLE outbox_events (
+    id TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    created ${big} NOT NULL,
+    body TEXT NOT NULL
+  )`,
+  `CREATE TABLE webhook_deliveries (
+    id ${serial},
+    webhook TEXT NOT NULL,
+    event TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created ${big} NOT NULL,
+    next_at ${big} NOT NULL,
+    lease TEXT,
+    last_status INTEGER,
+    last_error TEXT,
+    done_at ${big}
+  )`,
+  "CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_at) WHERE status = 'pending'",
+  'CREATE INDEX webhook_deliveries_webhook ON webhook_deliveries (webhook, id)',
+  `CREATE TABLE webhook_attempts (
+    delivery ${big} NOT NULL,
+    attempt INTEGER NOT NULL,
+    time ${big} NOT NULL,
+    status INTEGER,
+    error TEXT,
+    ms INTEGER NOT NULL,
+    PRIMARY KEY (delivery, attempt)
+  )`,
+];
+
 /** SQLite migrations. */
 export const sqliteMigrations: Migration[] = [
   {
@@ -180,6 +231,11 @@ export const sqliteMigrations: Migration[] = [
     version: 2,
     name: 'peering: peer keys, interchange fee, claims outbox',
     statements: peering('INTEGER', 'INTEGER PRIMARY KEY'),
+  },
+  {
+    version: 3,
+    name: 'statements and webhooks: deposit fee on entries, webhooks, events outbox, deliveries',
+    statements: webhooks('INTEGER', 'INTEGER PRIMARY KEY'),
   },
 ];
 
@@ -194,5 +250,10 @@ export const postgresMigrations: Migration[] = [
     version: 2,
     name: 'peering: peer keys, interchange fee, claims outbox',
     statements: peering('BIGINT', 'BIGSERIAL PRIMARY KEY'),
+  },
+  {
+    version: 3,
+    name: 'statements and webhooks: deposit fee on entries, webhooks, events outbox, deliveries',
+    statements: webhooks('BIGINT', 'BIGSERIAL PRIMARY KEY'),
   },
 ];
