@@ -21,6 +21,7 @@ import { type Authorization, type Credential, MicropayError, signToken } from '.
 import type { Queryable, Tx } from './db/types.js';
 import { inList } from './db/types.js';
 import type { KeyRing } from './keyring.js';
+import { depositEvents, enqueueEvents } from './outbox.js';
 import {
   type Account,
   externalAccountId,
@@ -89,6 +90,8 @@ interface EntryRow {
   oid: string | null;
   memo: string | null;
   ref: string | null;
+  /** On a merchant's deposit entry: the commission the batch kept (statements show it). */
+  fee?: number;
 }
 
 const ENTRY_COLUMNS = [
@@ -102,6 +105,7 @@ const ENTRY_COLUMNS = [
   'oid',
   'memo',
   'ref',
+  'fee',
 ];
 function insertEntries(tx: Queryable, rows: EntryRow[], time: number): Promise<void> {
   return tx.insertMany(
@@ -118,6 +122,7 @@ function insertEntries(tx: Queryable, rows: EntryRow[], time: number): Promise<v
       e.oid,
       e.memo,
       e.ref,
+      e.fee ?? 0,
     ]),
   );
 }
@@ -424,6 +429,7 @@ export class Ledger {
           oid: null,
           memo,
           ref: batch,
+          fee: feeTotal,
         });
       }
       if (feeTotal > 0) {
@@ -461,6 +467,19 @@ export class Ledger {
         );
       }
       const answer: DepositAnswer = { batch, results, credited };
+      // Webhook events in this same transaction: none for a deposit that rolls back, no deposit without them.
+      await enqueueEvents(
+        tx,
+        depositEvents({
+          merchant: mer,
+          currency: m.currency,
+          answer,
+          checked,
+          fee: feeTotal,
+          balance: accounts.get(mer)!.balance,
+        }),
+        now,
+      );
       const json = JSON.stringify(answer);
       await tx.run('INSERT INTO batches (mer, id, answer, created) VALUES (?, ?, ?, ?)', [
         mer,
