@@ -7,6 +7,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { MicropayError } from '../protocol/index.js';
 import type { Db, Queryable, Row } from './db/types.js';
+import { enqueueEvent } from './outbox.js';
 
 /** Roles of API tokens (PROTOCOL.md section 8). */
 export type Role = 'admin' | 'merchant' | 'buyer' | 'peer';
@@ -271,6 +272,10 @@ export class Store {
       if (p.name !== undefined) set('name', p.name);
       set('updated', now);
       await tx.run(`UPDATE accounts SET ${sets.join(', ')} WHERE id = ?`, [...params, id]);
+      if (p.status === 'disabled' && r.status !== 'disabled') {
+        // A webhook event in the same transaction as the change it reports.
+        await enqueueEvent(tx, 'account.disabled', { account: id, role: r.role, currency: r.currency }, now);
+      }
       const after = await tx.get<AccountRow>(`SELECT ${ACCOUNT_COLUMNS} FROM accounts WHERE id = ?`, [id]);
       return publicAccount(toAccount(after!));
     });
