@@ -180,12 +180,15 @@ function buildPanel(): Panel {
 // ---- The wallet ----
 
 const errorText = (e: unknown) => (e instanceof Error ? e.message : String(e));
+// Window's fetch, bound: called as a method of another object, browsers throw "Illegal invocation".
+const boundFetch: typeof fetch = (input, init) => fetch(input, init);
 
 function walletFor(c: Connection, ask: (offer: Offer, spent: number) => boolean): Wallet {
   return createWallet({
     billingUrl: c.billingUrl,
     token: c.token,
     store: indexedDbWalletStore(),
+    fetch: boundFetch,
     policy: {
       autoPayBelow: { amt: c.autoPayBelow, cur: c.cur },
       confirm: (offer, ctx) => ask(offer, ctx.spentToday),
@@ -309,7 +312,7 @@ function start(): void {
     try {
       const autoPayBelow = parseDecimal(String(data.get('askFrom') ?? '').trim() || '0');
       // A first wallet without a policy learns the account's currency from a fresh credential.
-      const probe = createWallet({ billingUrl, token, store: indexedDbWalletStore() });
+      const probe = createWallet({ billingUrl, token, store: indexedDbWalletStore(), fetch: boundFetch });
       const cred = await probe.credential({ renew: true });
       const c: Connection = { v: 1, billingUrl, token, cur: cred.cur, autoPayBelow };
       await idb('readwrite', (s) => s.put(JSON.stringify(c), CONNECTION));

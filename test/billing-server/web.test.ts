@@ -88,6 +88,7 @@ for (const backend of backends) {
       expect(r.headers['content-security-policy']).toMatch(/frame-ancestors 'none'/);
       expect(r.headers['cache-control']).toBe('no-store');
       expect(r.headers['x-frame-options']).toBe('DENY');
+      expect(r.headers['referrer-policy']).toBe('same-origin');
       expect(r.text).toMatch(/<form method="post" action="\/login">/);
       expect(r.text).toMatch(/<label for="token">API token<\/label>/);
       expect(r.text).toMatch(/type="password" id="token" name="token"/);
@@ -184,6 +185,13 @@ for (const backend of backends) {
         .type('form')
         .send({ csrf });
       expect(b.status).toBe(403);
+      const c = await agent()
+        .post('/credential')
+        .set('Cookie', cookie)
+        .set('Origin', 'null')
+        .type('form')
+        .send({ csrf });
+      expect(c.status).toBe(403);
       const login = await agent()
         .post('/login')
         .set('Origin', 'https://evil.example')

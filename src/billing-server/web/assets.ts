@@ -38,7 +38,7 @@ th{background:#f5f5f5}
 .status-disabled{color:#8a1116;font-weight:600}
 .inline{display:inline;margin:0}
 .pager{display:flex;gap:1rem;margin:.75rem 0}
-.chart svg{width:100%;height:12rem;border:1px solid #ddd;border-radius:.3rem;background:#fafafa}
+.chart svg{width:100%;height:auto;max-height:14rem;border:1px solid #ddd;border-radius:.3rem;background:#fafafa}
 .chart .bar{fill:#0b4fb3}
 .chart .axis{stroke:#767676}
 .chart .label{font-size:12px;fill:#333}

@@ -117,7 +117,7 @@ export function dayChart(id: string, caption: string, days: readonly DayAmount[]
     .join('');
   return `<figure class="chart">
 <figcaption id="${esc(id)}-title">${esc(caption)}</figcaption>
-<svg viewBox="0 0 ${W} ${H}" role="img" aria-labelledby="${esc(id)}-title ${esc(id)}-desc" preserveAspectRatio="none">
+<svg viewBox="0 0 ${W} ${H}" role="img" aria-labelledby="${esc(id)}-title ${esc(id)}-desc">
 <desc id="${esc(id)}-desc">${esc(`${days.length} days from ${first} to ${last}; total ${formatMoney(total, cur)}, most in one day ${formatMoney(max === 1 && total === 0 ? 0 : max, cur)}.`)}</desc>
 <line x1="${left}" y1="${top + plotH}" x2="${W - left}" y2="${top + plotH}" class="axis"/>
 ${bars}

@@ -36,7 +36,8 @@ const SECURITY_HEADERS: Record<string, string> = {
     "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
   'X-Frame-Options': 'DENY',
   'X-Content-Type-Options': 'nosniff',
-  'Referrer-Policy': 'no-referrer',
+  // Not no-referrer: with it, browsers send `Origin: null` on form POSTs, which the same-origin check refuses.
+  'Referrer-Policy': 'same-origin',
   'Cache-Control': 'no-store',
 };
 
@@ -279,7 +280,7 @@ export function accountPages(ctx: AppContext): Router {
       const ref = e.oid ? `order ${esc(e.oid)}` : e.batch ? `batch ${esc(e.batch)}` : '';
       return `<tr><td>${time(e.time)}</td><td>${esc(e.kind)}</td><td>${what.join(' · ')}${ref ? `<br><small>${ref}</small>` : ''}</td><td class="num${e.amount < 0 ? ' neg' : ''}">${money(e.amount, a.currency)}</td><td class="num">${money(e.balance, a.currency)}</td></tr>`;
     });
-    return `<table><caption class="hint">Newest first; amounts in ${esc(a.currency)}.</caption><thead><tr><th scope="col">When</th><th scope="col">Kind</th><th scope="col">Details</th><th scope="col" class="num">Amount</th><th scope="col" class="num">Balance after</th></tr></thead><tbody>${rows.join('')}</tbody></table>`;
+    return `<table aria-labelledby="ledger"><caption class="hint">Newest first; amounts in ${esc(a.currency)}.</caption><thead><tr><th scope="col">When</th><th scope="col">Kind</th><th scope="col">Details</th><th scope="col" class="num">Amount</th><th scope="col" class="num">Balance after</th></tr></thead><tbody>${rows.join('')}</tbody></table>`;
   }
 
   /** The ledger section of an account, one page from `before` (an entry id). */
