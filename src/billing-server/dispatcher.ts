@@ -18,6 +18,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { Logger } from 'pino';
 import { EVENT_ID_HEADER, SIGNATURE_HEADER, signWebhook } from '../billing-client/webhooks.js';
+import { MicropayError } from '../protocol/index.js';
 import type { Db } from './db/types.js';
 import { inList } from './db/types.js';
 
@@ -55,12 +56,15 @@ const LEASE_MARGIN_MS = 30_000;
 /** Sent as `User-Agent`. */
 export const WEBHOOK_USER_AGENT = 'micropay-webhooks/1';
 
-/** Resolves and checks the options; throws a plain message on a bad one (the factory codes it). */
+/** Resolves and checks the options; `invalid_config` names a bad one. */
 export function settleDispatchOptions(o: WebhookDispatchOptions = {}): Settled {
   const int = (name: string, v: number | undefined, dflt: number, min: number, max: number) => {
     if (v === undefined) return dflt;
     if (!Number.isSafeInteger(v) || v < min || v > max)
-      throw new Error(`\`webhooks.${name}\` must be an integer from ${min} to ${max}.`);
+      throw new MicropayError(
+        'invalid_config',
+        `\`webhooks.${name}\` must be an integer from ${min} to ${max}.`,
+      );
     return v;
   };
   return {

@@ -12,6 +12,7 @@ import { isMicropayError, MicropayError } from '../protocol/index.js';
 import type { KeyRing } from './keyring.js';
 import { type DepositItem, type Ledger, MAX_DEPOSIT_ORDERS } from './ledger.js';
 import type { Metrics } from './metrics.js';
+import { adminPeriod, formatParam, rangePeriod, statementSummary, streamStatement } from './statements.js';
 import {
   type AccountRole,
   hashToken,
@@ -37,6 +38,7 @@ import {
   urlField,
 } from './validate.js';
 import { mountWeb } from './web/index.js';
+import { parseWebhookBody, Webhooks } from './webhooks.js';
 
 /** Largest JSON body: a deposit of 1000 orders of about 1 KB each fits. */
 export const BODY_LIMIT = '2mb';
@@ -93,6 +95,7 @@ const unauthorized = (message: string) => new MicropayError('unauthorized', mess
 /** Builds the Express app. */
 export function createApp(ctx: AppContext): express.Express {
   const { store, ledger, keys, metrics, logger } = ctx;
+  const hooks = new Webhooks(store.db);
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -278,6 +281,19 @@ export function createApp(ctx: AppContext): express.Express {
       },
     },
     {
+      method: 'get',
+      path: '/v1/me/statement',
+      roles: ['buyer', 'merchant'],
+      // Streamed (statements.ts): every parameter is checked before the first byte goes out.
+      handler: async (req, res, who) => {
+        const period = rangePeriod(req.query);
+        const format = formatParam(req.query);
+        const a = await own(who);
+        const scope = { account: a.id, currency: a.currency, role: a.role };
+        await streamStatement(store.db, res, { scope, period, format, now: ctx.now() });
+      },
+    },
+    {
       method: 'post',
       path: '/v1/admin/accounts',
       roles: ['admin'],
@@ -414,6 +430,73 @@ export function createApp(ctx: AppContext): express.Express {
         }
         const memo = b.memo === undefined ? null : nullableTextField(b, 'memo', 512);
         res.status(201).json({ account: await ledger.adjust(String(req.params.id), amt, memo) });
+      },
+    },
+    {
+      method: 'get',
+      path: '/v1/admin/statements',
+      roles: ['admin'],
+      handler: async (req, res) => {
+        const period = adminPeriod(req.query);
+        const format = formatParam(req.query);
+        await streamStatement(store.db, res, { scope: { all: true }, period, format, now: ctx.now() });
+      },
+    },
+    {
+      method: 'get',
+      path: '/v1/admin/statements/summary',
+      roles: ['admin'],
+      handler: async (req, res) => {
+        res.json(await statementSummary(store.db, adminPeriod(req.query)));
+      },
+    },
+    {
+      method: 'post',
+      path: '/v1/admin/webhooks',
+      roles: ['admin'],
+      body: true,
+      handler: async (req, res) => {
+        // The answer is the one place the secret is ever shown.
+        res.status(201).json(await hooks.create(parseWebhookBody(objectBody(req.body)), ctx.now()));
+      },
+    },
+    {
+      method: 'get',
+      path: '/v1/admin/webhooks',
+      roles: ['admin'],
+      handler: async (_req, res) => {
+        res.json({ webhooks: await hooks.list() });
+      },
+    },
+    {
+      method: 'delete',
+      path: '/v1/admin/webhooks/:id',
+      roles: ['admin'],
+      handler: async (req, res) => {
+        await hooks.remove(String(req.params.id));
+        res.status(204).end();
+      },
+    },
+    {
+      method: 'get',
+      path: '/v1/admin/webhooks/:id/deliveries',
+      roles: ['admin'],
+      handler: async (req, res) => {
+        const limit = limitParam(req.query, 50, 500);
+        const cursor = queryParam(req.query, 'cursor');
+        if (cursor !== undefined && cursor !== '' && !/^\d{1,15}$/.test(cursor)) {
+          throw invalid('`cursor` is not a cursor this server returned; pass `next` from the previous page.');
+        }
+        const status = queryParam(req.query, 'status');
+        if (status !== undefined && status !== '' && !['pending', 'delivered', 'failed'].includes(status)) {
+          throw invalid('`status` must be "pending", "delivered" or "failed".');
+        }
+        const f: Parameters<Webhooks['deliveries']>[1] = { limit: limit + 1 };
+        if (cursor) f.before = Number(cursor);
+        if (status) f.status = status as 'pending' | 'delivered' | 'failed';
+        const rows = await hooks.deliveries(String(req.params.id), f);
+        const page = rows.slice(0, limit);
+        res.json({ deliveries: page, next: rows.length > limit ? page[page.length - 1]!.id : null });
       },
     },
     {

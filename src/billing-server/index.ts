@@ -15,6 +15,7 @@ import { isId, MicropayError } from '../protocol/index.js';
 import { PostgresDb } from './db/postgres.js';
 import { SqliteDb } from './db/sqlite.js';
 import type { Db } from './db/types.js';
+import { WebhookDispatcher, type WebhookDispatchOptions } from './dispatcher.js';
 import { createApp } from './http.js';
 import { KeyRing } from './keyring.js';
 import { Ledger } from './ledger.js';
@@ -22,8 +23,11 @@ import { createMetrics } from './metrics.js';
 import { hashToken, newToken, Store } from './store.js';
 import { OrderChecker } from './verify.js';
 
+export type { WebhookDispatchOptions } from './dispatcher.js';
 export type { AuthorizationResult, DepositAnswer, DepositResult } from './ledger.js';
+export { EVENT_TYPES, type EventType } from './outbox.js';
 export type { Account, Entry, Peer } from './store.js';
+export type { Delivery, DeliveryAttempt, Webhook } from './webhooks.js';
 
 /** Options of `createBillingServer`. */
 export interface BillingServerOptions {
@@ -61,6 +65,11 @@ export interface BillingServerOptions {
   corsOrigins?: string[];
   /** Unix seconds clock, for tests. Default: the system clock. */
   now?: () => number;
+  /**
+   * Webhook delivery from this instance (docs/webhooks.md): poll interval, timeout, retry
+   * window and backoff. Default: on, every second, 10 s timeout, retried for 24 hours.
+   */
+  webhooks?: WebhookDispatchOptions;
 }
 
 /** A running (or ready to listen) billing server. */
@@ -212,6 +221,9 @@ export async function createBillingServer(opts: BillingServerOptions): Promise<B
       corsOrigins,
       now,
     });
+    // Delivers the outbox; its timer never holds the process open, and close() stops it first.
+    const dispatcher = new WebhookDispatcher(db, logger, opts.webhooks);
+    dispatcher.start();
     let server: Server | null = null;
     let closing: Promise<void> | null = null;
     return {
@@ -246,6 +258,7 @@ export async function createBillingServer(opts: BillingServerOptions): Promise<B
                 s.closeIdleConnections();
               });
             }
+            await dispatcher.stop();
             await db.close();
             logger.info('billing server closed');
           })();
