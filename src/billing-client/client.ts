@@ -23,9 +23,12 @@ import type {
   AccountsPage,
   AddedPeer,
   Adjustment,
+  AdminStatementParams,
   CallOptions,
   CertificateAnswer,
   CreatedAccount,
+  CreatedWebhook,
+  DeliveriesPage,
   DepositAnswer,
   DepositRequest,
   EntriesPage,
@@ -33,10 +36,16 @@ import type {
   LedgerEntry,
   NewAccountInput,
   NewPeerInput,
+  NewWebhookInput,
   Peer,
   PeerPatch,
   RotatedKey,
   SettlementPosition,
+  StatementParams,
+  StatementSummary,
+  TimeBound,
+  Webhook,
+  WebhookDelivery,
 } from './types.js';
 
 /** Sent as `User-Agent` unless `userAgent` says otherwise. */
@@ -158,6 +167,18 @@ interface CallArgs extends CallOptions {
 }
 
 type CallFn = (method: Method, path: string, o?: CallArgs) => Promise<unknown>;
+type StreamFn = (path: string, query: Call['query'], o: CallOptions) => Promise<ReadableStream<Uint8Array>>;
+
+/** A statement bound as the query carries it (a Date as Unix seconds). */
+function bound(v: TimeBound | undefined): string | number | undefined {
+  if (v instanceof Date) {
+    const t = v.getTime();
+    if (!Number.isFinite(t))
+      throw new BillingError('invalid_request', 'A statement bound is an invalid Date.', { status: 400 });
+    return Math.floor(t / 1000);
+  }
+  return v;
+}
 
 const isObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -220,7 +241,50 @@ export class BillingClient {
     };
     this.authorizeTimeoutMs = positiveInt('authorizeTimeoutMs', options.authorizeTimeoutMs, 3000);
     this.url = base.toString();
-    this.admin = new BillingAdmin((method, path, o) => this.call(method, path, o));
+    this.admin = new BillingAdmin(
+      (method, path, o) => this.call(method, path, o),
+      (path, query, o) => this.stream(path, query, o),
+    );
+  }
+
+  /** A GET whose successful body is handed over unread, as a web ReadableStream. */
+  private async stream(
+    path: string,
+    query: Call['query'],
+    o: CallOptions,
+  ): Promise<ReadableStream<Uint8Array>> {
+    const c: Call = {
+      method: 'GET',
+      path,
+      query,
+      retry: true,
+      timeoutMs: o.timeoutMs ?? this.cfg.timeoutMs,
+      signal: o.signal,
+      raw: true,
+    };
+    const body = (await request(this.cfg, c)).body;
+    if (!(body instanceof ReadableStream)) throw invalidResponse(`GET /${path}`);
+    return body as ReadableStream<Uint8Array>;
+  }
+
+  /**
+   * The caller's statement (buyer or merchant token) as a stream of bytes:
+   * one JSON document, or RFC 4180 CSV with `format: 'csv'`. Nothing is
+   * buffered: pipe it to a file or read it chunk by chunk. The timeout covers
+   * the wait for the answer; `signal` cancels the transfer.
+   * @example
+   * const csv = await billing.statement({ from: '2026-11-01', to: '2026-11-30', format: 'csv' });
+   * await pipeline(Readable.fromWeb(csv), createWriteStream('november.csv'));
+   */
+  async statement(
+    params: StatementParams = {},
+    options: CallOptions = {},
+  ): Promise<ReadableStream<Uint8Array>> {
+    return this.stream(
+      'v1/me/statement',
+      { from: bound(params.from), to: bound(params.to), format: params.format },
+      options,
+    );
   }
 
   /** Runs one call of this client. */
@@ -388,7 +452,84 @@ export class BillingClient {
 /** Calls under `/v1/admin/` (admin token). Reached as `client.admin`. */
 export class BillingAdmin {
   /** @internal Made by `BillingClient`; use `client.admin`. */
-  constructor(private readonly call: CallFn) {}
+  constructor(
+    private readonly call: CallFn,
+    private readonly stream: StreamFn,
+  ) {}
+
+  /**
+   * Every account's entries of a month (`period: '2026-11'`) or a range, as a
+   * stream of JSON or CSV bytes: what a billing run imports. Never buffered.
+   * @example
+   * const csv = await billing.admin.statements({ period: '2026-11', format: 'csv' });
+   * await pipeline(Readable.fromWeb(csv), createWriteStream('2026-11.csv'));
+   */
+  async statements(
+    params: AdminStatementParams,
+    options: CallOptions = {},
+  ): Promise<ReadableStream<Uint8Array>> {
+    return this.stream(
+      'v1/admin/statements',
+      { period: params.period, from: bound(params.from), to: bound(params.to), format: params.format },
+      options,
+    );
+  }
+
+  /** How many entries a period holds and its totals per currency, without the lines. */
+  async statementSummary(
+    params: Omit<AdminStatementParams, 'format'>,
+    options: CallOptions = {},
+  ): Promise<StatementSummary> {
+    const body = await this.call('GET', 'v1/admin/statements/summary', {
+      ...options,
+      query: { period: params.period, from: bound(params.from), to: bound(params.to) },
+    });
+    if (!isObject(body) || typeof body.entries !== 'number' || !Array.isArray(body.totals)) {
+      throw invalidResponse('GET /v1/admin/statements/summary');
+    }
+    return body as unknown as StatementSummary;
+  }
+
+  /**
+   * Registers a webhook endpoint for some event types. The answer holds the
+   * signing secret (generated unless given): it is shown only this once.
+   */
+  async createWebhook(input: NewWebhookInput, options: CallOptions = {}): Promise<CreatedWebhook> {
+    const body = await this.call('POST', 'v1/admin/webhooks', { ...options, body: input });
+    const webhook = field<Webhook>(body, 'webhook', 'POST /v1/admin/webhooks');
+    const secret = (body as { secret?: unknown }).secret;
+    if (typeof secret !== 'string') throw invalidResponse('POST /v1/admin/webhooks');
+    return { webhook, secret };
+  }
+
+  /** Every registered webhook endpoint (without secrets). */
+  async listWebhooks(options: CallOptions = {}): Promise<Webhook[]> {
+    return field<Webhook[]>(
+      await this.call('GET', 'v1/admin/webhooks', options),
+      'webhooks',
+      'GET /v1/admin/webhooks',
+      true,
+    );
+  }
+
+  /** Removes a webhook endpoint; nothing more is sent to it. `no_such_webhook` (404) if unknown. */
+  async deleteWebhook(id: string, options: CallOptions = {}): Promise<void> {
+    await this.call('DELETE', `v1/admin/webhooks/${segment('webhook id', id)}`, options);
+  }
+
+  /** One page of an endpoint's delivery log, newest first, with every attempt. */
+  async webhookDeliveries(
+    id: string,
+    params: { cursor?: string; limit?: number; status?: WebhookDelivery['status'] } = {},
+    options: CallOptions = {},
+  ): Promise<DeliveriesPage> {
+    const body = await this.call('GET', `v1/admin/webhooks/${segment('webhook id', id)}/deliveries`, {
+      ...options,
+      query: { cursor: params.cursor, limit: params.limit, status: params.status },
+    });
+    const p = page<WebhookDelivery>(body, 'deliveries', 'GET /v1/admin/webhooks/:id/deliveries');
+    return { deliveries: p.items, next: p.next };
+  }
 
   /** Creates an account; answers it with its first API token (shown once). `account_exists` (409) if the id is taken. */
   async createAccount(input: NewAccountInput, options: CallOptions = {}): Promise<CreatedAccount> {

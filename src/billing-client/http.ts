@@ -57,6 +57,12 @@ export interface Call {
   /** Timeout per attempt, milliseconds. */
   timeoutMs: number;
   signal?: AbortSignal | undefined;
+  /**
+   * Answer a success with its unread body (`Answer.body` is the web ReadableStream, or null):
+   * for exports that must never be buffered. The timeout covers the wait for the status line;
+   * `signal` still cancels the body afterwards.
+   */
+  raw?: boolean;
 }
 
 /** An answer: status and parsed JSON body (`undefined` for an empty body). */
@@ -144,7 +150,8 @@ async function attempt(cfg: HttpConfig, c: Call): Promise<Answer> {
   }, c.timeoutMs);
   const onAbort = () => ctl.abort(c.signal!.reason);
   c.signal?.addEventListener('abort', onAbort, { once: true });
-  const headers: Record<string, string> = { accept: 'application/json' };
+  let streaming = false;
+  const headers: Record<string, string> = { accept: c.raw ? '*/*' : 'application/json' };
   if (IS_NODE && cfg.userAgent) headers['user-agent'] = cfg.userAgent;
   if (cfg.token !== undefined) headers.authorization = `Bearer ${cfg.token}`;
   if (c.body !== undefined) headers['content-type'] = 'application/json';
@@ -159,6 +166,10 @@ async function attempt(cfg: HttpConfig, c: Call): Promise<Answer> {
         signal: ctl.signal,
         redirect: 'error',
       });
+      if (c.raw && res.ok) {
+        streaming = true;
+        return { status: res.status, body: res.body, headers: res.headers };
+      }
       text = await res.text();
     } catch (e) {
       if (c.signal?.aborted) {
@@ -200,7 +211,8 @@ async function attempt(cfg: HttpConfig, c: Call): Promise<Answer> {
     return { status: res.status, body, headers: res.headers };
   } finally {
     clearTimeout(timer);
-    c.signal?.removeEventListener('abort', onAbort);
+    // A streamed body stays cancellable by the caller's signal.
+    if (!streaming) c.signal?.removeEventListener('abort', onAbort);
   }
 }
 

@@ -23,3 +23,11 @@ export {
 export { BILLING_UNAVAILABLE, BillingError, type BillingErrorOptions, isBillingError } from './errors.js';
 export { backoffDelay } from './http.js';
 export type * from './types.js';
+export {
+  DEFAULT_WEBHOOK_TOLERANCE,
+  EVENT_ID_HEADER,
+  SIGNATURE_HEADER,
+  signWebhook,
+  type VerifyWebhookOptions,
+  verifyWebhook,
+} from './webhooks.js';

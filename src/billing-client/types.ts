@@ -212,3 +212,116 @@ export interface CallOptions {
   /** Overrides the client's timeout for this call, per attempt, milliseconds. */
   timeoutMs?: number;
 }
+
+/** A statement bound: Unix seconds, a `Date`, or text the server reads (`2026-11-01`, or ISO 8601 with a zone). */
+export type TimeBound = number | Date | string;
+
+/** `GET /v1/me/statement` parameters. */
+export interface StatementParams {
+  /** Start, inclusive. Default: the beginning of the ledger. */
+  from?: TimeBound;
+  /** End, exclusive; a bare date (`2026-11-30`) counts that whole day. Default: no end. */
+  to?: TimeBound;
+  /** `json` (default): one JSON document; `csv`: RFC 4180 with a header row. */
+  format?: 'json' | 'csv';
+}
+
+/** `GET /v1/admin/statements` parameters: a month, or `from`/`to`. */
+export interface AdminStatementParams extends StatementParams {
+  /** A month in UTC, `YYYY-MM` (e.g. `2026-11`); instead of `from`/`to`. */
+  period?: string;
+}
+
+/** Totals of one currency over a statement's period, micro-units. */
+export interface StatementCurrencyTotals {
+  currency: string;
+  entries: number;
+  /** Sum of the positive amounts. */
+  credits: number;
+  /** Sum of the negative amounts (negative). */
+  debits: number;
+  net: number;
+  /** Commission kept (on merchants' deposit entries). */
+  fees: number;
+}
+
+/** `GET /v1/admin/statements/summary`: how many entries a period holds, and its totals. */
+export interface StatementSummary {
+  from: number;
+  to: number | null;
+  entries: number;
+  totals: StatementCurrencyTotals[];
+}
+
+/** Event types of webhooks. */
+export type WebhookEventType =
+  | 'deposit.credited'
+  | 'order.rejected'
+  | 'account.disabled'
+  | 'settlement.updated';
+
+/** What a webhook delivery's body holds. Dedupe on `id`: a delivery may come more than once. */
+export interface WebhookEvent<T = Record<string, unknown>> {
+  id: string;
+  type: WebhookEventType;
+  /** When the change happened, Unix seconds. */
+  created: number;
+  data: T;
+}
+
+/** A registered webhook endpoint (its secret is never shown again). */
+export interface Webhook {
+  id: string;
+  url: string;
+  events: WebhookEventType[];
+  created: number;
+}
+
+/** `POST /v1/admin/webhooks` body. */
+export interface NewWebhookInput {
+  /** An http(s) URL without credentials. */
+  url: string;
+  events: WebhookEventType[];
+  /** 16 to 256 printable characters; generated when left out. */
+  secret?: string;
+}
+
+/** A webhook just registered, with its signing secret: shown only this once, store it. */
+export interface CreatedWebhook {
+  webhook: Webhook;
+  secret: string;
+}
+
+/** One attempt of a delivery. */
+export interface WebhookAttempt {
+  attempt: number;
+  /** Unix milliseconds. */
+  time: number;
+  /** The endpoint's HTTP status, `null` without an answer. */
+  status: number | null;
+  error: string | null;
+  ms: number;
+}
+
+/** One event's delivery to one endpoint (the delivery log). */
+export interface WebhookDelivery {
+  id: string;
+  event: string;
+  type: WebhookEventType;
+  status: 'pending' | 'delivered' | 'failed';
+  attempts: number;
+  /** Unix milliseconds. */
+  created: number;
+  /** When the next attempt is due (Unix milliseconds), while pending. */
+  nextAttempt: number | null;
+  lastStatus: number | null;
+  lastError: string | null;
+  /** When it was delivered or given up (Unix milliseconds). */
+  done: number | null;
+  log: WebhookAttempt[];
+}
+
+/** `GET /v1/admin/webhooks/:id/deliveries`. */
+export interface DeliveriesPage extends Page {
+  deliveries: WebhookDelivery[];
+}
