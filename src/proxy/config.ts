@@ -106,8 +106,11 @@ export interface ProxyConfig {
   shutdownTimeoutMs: number;
   /** pino log level. */
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
-  /** URL of the browser wallet script the paywall page loads. */
-  walletScript?: string;
+  /**
+   * The browser wallet script: served by the proxy at `/_micropay/wallet.js` (default) or this path,
+   * loaded by the paywall page from this URL; `false` serves none.
+   */
+  walletScript?: string | false;
 }
 
 const TOP_KEYS = [
@@ -600,7 +603,14 @@ function parse(input: unknown, source: string, env: ProxyEnv, baseDir: string): 
       );
     config.logLevel = raw.logLevel as ProxyConfig['logLevel'];
   }
-  if (raw.walletScript !== undefined) config.walletScript = string(raw.walletScript, 'walletScript');
+  if (raw.walletScript === false || raw.walletScript === 'false') config.walletScript = false;
+  else if (raw.walletScript !== undefined) {
+    config.walletScript = string(
+      raw.walletScript,
+      'walletScript',
+      'a path or URL of the wallet script, or false',
+    );
+  }
   return config;
 }
 

@@ -135,6 +135,15 @@ interface WsContext {
   done: () => void;
 }
 
+/** Per request: for the close listener and the `proxyReq` event. */
+interface RequestContext {
+  t0: number;
+  outcome: 'free' | 'paid' | 'answered' | 'error';
+  proxyReq: http.ClientRequest | null;
+}
+const CTX = Symbol('micropay-proxy');
+type WithContext = IncomingMessage & { [CTX]?: RequestContext };
+
 const PAID_PREFIX = 'micropay-paid-';
 const UPSTREAM_DOWN =
   'The site behind this paywall did not answer, so nothing was charged. Try again shortly.';
@@ -280,6 +289,7 @@ class PaywallProxy implements MicropayProxy {
     reloads: Counter<'result'>;
   };
   private readonly durationBy: Record<string, { observe(v: number): void }>;
+  private readonly counted = new Map<string, { inc(): void }>();
 
   constructor(config: ProxyConfig, opts: CreateProxyOptions) {
     this.opts = opts;
@@ -291,6 +301,7 @@ class PaywallProxy implements MicropayProxy {
         redact: { paths: ['token', '*.token', 'headers["micropay-payment"]'], censor: '[redacted]' },
       });
     const reg = this.metrics;
+    const self = this;
     if (opts.processMetrics !== false) collectDefaultMetrics({ register: reg });
     const buckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10];
     this.m = {
@@ -322,11 +333,17 @@ class PaywallProxy implements MicropayProxy {
         name: 'micropay_proxy_requests_in_flight',
         help: 'Requests being handled',
         registers: [reg],
+        collect() {
+          this.set(self.inflight);
+        },
       }),
       websockets: new Gauge({
         name: 'micropay_proxy_websockets_open',
         help: 'Open websocket tunnels',
         registers: [reg],
+        collect() {
+          this.set(self.tunnels.size);
+        },
       }),
       reloads: new Counter({
         name: 'micropay_proxy_reloads_total',
@@ -342,22 +359,19 @@ class PaywallProxy implements MicropayProxy {
     this.state = this.build(config, null);
     this.proxy = httpProxy.createProxyServer({ xfwd: true });
     this.proxy.on('error', () => {}); // every call passes its own error callback
-    this.proxy.on('proxyReq', (proxyReq, _req, res) => {
+    this.proxy.on('proxyReq', (proxyReq, req, res) => {
       // Hop-by-hop: the agent keeps the upstream connection alive whatever the client asked.
-      proxyReq.removeHeader('connection');
-      proxyReq.removeHeader('keep-alive');
-      proxyReq.removeHeader('proxy-connection');
+      const h = req.headers;
+      if (h.connection !== undefined) proxyReq.removeHeader('connection');
+      if (h['keep-alive'] !== undefined) proxyReq.removeHeader('keep-alive');
+      if (h['proxy-connection'] !== undefined) proxyReq.removeHeader('proxy-connection');
+      const ctx = (req as WithContext)[CTX];
+      if (ctx) ctx.proxyReq = proxyReq; // aborted by the request's close listener if the client goes away
       const t0 = performance.now();
       proxyReq.once('response', (proxyRes) => {
         this.m.upstream.observe((performance.now() - t0) / 1000);
         // An upstream that dies mid-body must not leave the client waiting.
-        proxyRes.once('close', () => {
-          if (!proxyRes.complete) res.destroy();
-        });
-      });
-      // http-proxy does not abort the upstream request when the client goes away after sending its body.
-      res.once('close', () => {
-        if (!res.writableFinished) proxyReq.destroy();
+        proxyRes.once('aborted', () => res.destroy());
       });
     });
     this.proxy.on('proxyReqWs', (proxyReq, req) => this.onProxyReqWs(proxyReq, req));
@@ -528,16 +542,6 @@ class PaywallProxy implements MicropayProxy {
     }
   }
 
-  private warm(): void {
-    if (this.state.core.prices.empty) return;
-    this.state.core.ready().catch((e) => {
-      this.log.warn(
-        { err: (e as Error).message },
-        'micropay-proxy: the billing server is not reachable yet; priced requests get 503 until it is',
-      );
-    });
-  }
-
   async reload(config: ProxyConfig): Promise<void> {
     if (this.closing)
       throw new MicropayError('shutting_down', 'The proxy is shutting down; it cannot reload.');
@@ -572,7 +576,6 @@ class PaywallProxy implements MicropayProxy {
       },
       'micropay-proxy: configuration reloaded',
     );
-    this.warm();
   }
 
   // -------------------------------------------------------------------------------------------
@@ -581,13 +584,11 @@ class PaywallProxy implements MicropayProxy {
   private enter(s: State): void {
     s.inflight++;
     this.inflight++;
-    this.m.inflight.inc();
   }
 
   private leave(s: State): void {
     s.inflight--;
     this.inflight--;
-    this.m.inflight.dec();
     if (s.retired && s.inflight === 0) void this.retire(s);
     if (this.inflight === 0 && this.idle.length > 0) {
       for (const f of this.idle.splice(0)) f();
@@ -610,43 +611,56 @@ class PaywallProxy implements MicropayProxy {
     return null;
   }
 
+  /** `micropay_proxy_requests_total`, with its children cached (labelling costs a hash per call). */
+  private count(outcome: string, status: number): void {
+    const key = `${outcome} ${status}`;
+    let c = this.counted.get(key);
+    if (!c) {
+      c = this.m.requests.labels(outcome, String(status));
+      this.counted.set(key, c);
+    }
+    c.inc();
+  }
+
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
     const url = req.url ?? '/';
     if (url.startsWith('/_micropay/') && this.internal(req, res, url)) return;
     const s = this.state;
     this.enter(s);
-    const t0 = performance.now();
-    let outcome = 'free';
+    const ctx: RequestContext = { t0: performance.now(), outcome: 'free', proxyReq: null };
+    (req as WithContext)[CTX] = ctx;
     res.once('close', () => {
       this.leave(s);
-      const o = res.statusCode === 502 && outcome !== 'answered' ? 'error' : outcome;
-      this.durationBy[o]!.observe((performance.now() - t0) / 1000);
-      this.m.requests.inc({ outcome: o, status: res.statusCode });
+      // http-proxy does not abort the upstream request when the client goes away after sending its body.
+      if (ctx.proxyReq !== null && !res.writableFinished) ctx.proxyReq.destroy();
+      const o = res.statusCode === 502 && ctx.outcome !== 'answered' ? 'error' : ctx.outcome;
+      this.durationBy[o]!.observe((performance.now() - ctx.t0) / 1000);
+      this.count(o, res.statusCode);
     });
     if (this.closing) res.setHeader('Connection', 'close');
     cleanHeaders(req.headers, s.config.trustProxy);
     const up = this.pick(s, req, url);
     if (!up) {
-      outcome = 'error';
+      ctx.outcome = 'error';
       sendJson(res, 404, 'no_upstream', NO_UPSTREAM);
       return;
     }
     s.core.handle(req, res, url).then(
       (o) => {
         if (o.action === 'answered') {
-          outcome = 'answered';
+          ctx.outcome = 'answered';
           return;
         }
-        delete req.headers['micropay-payment'];
+        if (req.headers['micropay-payment'] !== undefined) delete req.headers['micropay-payment'];
         if (o.action === 'paid') {
-          outcome = 'paid';
+          ctx.outcome = 'paid';
           if (s.config.paidHeaders) setPaidHeaders(req.headers, o.info);
         }
         if (res.destroyed) return;
         this.proxy.web(req, res, up.options, (err, _req, r) => this.onUpstreamError(err, req, r, up));
       },
       (e) => {
-        outcome = 'error';
+        ctx.outcome = 'error';
         this.log.error({ err: (e as Error).message }, 'micropay-proxy: request failed');
         if (!res.headersSent) sendJson(res, 500, 'internal_error', 'The proxy failed on this request.');
         else res.destroy();
@@ -780,9 +794,8 @@ class PaywallProxy implements MicropayProxy {
       this.m.upstream.observe((performance.now() - t0) / 1000);
       this.settle(ctx, 101, proxyRes.headers, socket);
       this.tunnels.add(socket);
-      this.m.websockets.inc();
       const closeBoth = () => {
-        if (this.tunnels.delete(socket)) this.m.websockets.dec();
+        this.tunnels.delete(socket);
         proxySocket.destroy();
         socket.destroy();
       };
@@ -851,7 +864,6 @@ class PaywallProxy implements MicropayProxy {
           },
           'micropay-proxy: listening',
         );
-        this.warm();
         resolve(this.address);
       });
     });

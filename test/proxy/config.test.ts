@@ -197,7 +197,11 @@ const bad: [string, Record<string, unknown>, string][] = [
     'shutdownTimeoutMs: must be a whole number of milliseconds',
   ],
   ['logLevel unknown', { logLevel: 'loud' }, 'logLevel: must be one of fatal, error, warn, info'],
-  ['walletScript empty', { walletScript: '' }, 'walletScript: must be a string'],
+  [
+    'walletScript empty',
+    { walletScript: '' },
+    'walletScript: must be a path or URL of the wallet script, or false',
+  ],
   [
     'an unset variable',
     { billing: { url: 'http://x', token: '${NOPE_TOKEN}' } },

@@ -48,7 +48,7 @@ export interface Upstream {
 
 /**
  * A small site: `/status/:n` answers that status, `/slow` streams one chunk then waits for
- * `releaseSlow()`, `/echo` returns the request's headers, `/ws` is a websocket echo, anything
+ * `releaseSlow()`, `/die` sends a chunk then drops the connection, `/echo` returns the request's headers, `/ws` is a websocket echo, anything
  * else answers 200 with `{ path }`.
  */
 export async function startUpstream(name = 'upstream'): Promise<Upstream> {
@@ -80,6 +80,12 @@ export async function startUpstream(name = 'upstream'): Promise<Upstream> {
       });
       started();
       released.then(() => res.end('second\n'));
+      return;
+    }
+    if (url.startsWith('/die')) {
+      res.setHeader('Content-Type', 'text/plain');
+      res.write('partial\n');
+      setTimeout(() => res.socket?.destroy(), 50);
       return;
     }
     if (url.startsWith('/upload')) {

@@ -239,7 +239,7 @@ describe('micropay-proxy', () => {
     expect(b.deposits.length).toBe(1);
   });
 
-  it('serves /_micropay/healthz and /_micropay/metrics, and passes the rest of /_micropay/ upstream', async () => {
+  it('serves /_micropay/healthz, /_micropay/metrics and the wallet script, and passes the rest of /_micropay/ upstream', async () => {
     const h = await get(`${url}/_micropay/healthz`);
     expect(h.status).toBe(200);
     expect(h.json()).toMatchObject({ status: 'ok', merchant: 'news-site' });
@@ -253,8 +253,11 @@ describe('micropay-proxy', () => {
     expect(m.body).toMatch(/micropay_proxy_requests_total\{outcome="answered",status="402"\} \d+/);
     const post = await get(`${url}/_micropay/metrics`, {}, 'POST');
     expect(post.status).toBe(405);
-    const other = await get(`${url}/_micropay/wallet.js`);
-    expect(other.json()).toMatchObject({ name: 'upstream', path: '/_micropay/wallet.js' });
+    const wallet = await get(`${url}/_micropay/wallet.js`);
+    expect(wallet.status).toBe(200);
+    expect(wallet.headers['content-type']).toMatch(/javascript/);
+    const other = await get(`${url}/_micropay/other`);
+    expect(other.json()).toMatchObject({ name: 'upstream', path: '/_micropay/other' });
   });
 
   it('chooses the upstream by host and path prefix, and answers 404 no_upstream when none fits', async () => {
@@ -296,6 +299,20 @@ describe('micropay-proxy', () => {
     } finally {
       await slow.close();
     }
+  });
+
+  it('cuts the client off when the upstream dies in the middle of a body', async () => {
+    const outcome = await new Promise<string>((resolve) => {
+      http
+        .get(`${url}/die`, { agent: false }, (res) => {
+          res.on('data', () => {});
+          res.on('end', () => resolve('ended'));
+          res.on('error', (e) => resolve(`error ${e.message}`));
+          res.on('aborted', () => resolve('aborted'));
+        })
+        .on('error', (e) => resolve(`error ${e.message}`));
+    });
+    expect(outcome).not.toBe('ended');
   });
 
   it('closes: stops listening and resolves once', async () => {
