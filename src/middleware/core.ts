@@ -143,7 +143,8 @@ export interface MicropayOptions {
    * The browser wallet script (`micropay/wallet`'s click-to-pay script). Default `/_micropay/wallet.js`:
    * the core answers `GET` and `HEAD` of that path with it, and the paywall page loads it from there.
    * Another path on this site (`/assets/wallet.js`) moves both; an absolute URL (a CDN) is what the
-   * paywall page loads while the core still serves the default path; `false`: the core serves no script.
+   * paywall page loads while the core still serves the default path; `false`: the core serves no script
+   * (serve `micropay/dist/browser/micropay-wallet.js` yourself; the paywall page still loads the default path).
    */
   walletScript?: string | false;
   /** A prom-client registry to register metrics in. Default: a registry of this instance (`core.metrics`). */
