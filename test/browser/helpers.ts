@@ -172,9 +172,9 @@ export async function startBrowserWorld(executablePath: string): Promise<Browser
   };
 }
 
-/** Waits (up to 5 s) until `fn` resolves true. */
+/** Waits (up to 10 s) until `fn` resolves true. */
 export async function until(fn: () => Promise<boolean>, what: string): Promise<void> {
-  const deadline = Date.now() + 5000;
+  const deadline = Date.now() + 10_000;
   while (!(await fn())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));

@@ -18,6 +18,8 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { type BrowserWorld, startBrowserWorld, until } from './helpers.js';
 
 const chromiumPath = inject('chromium');
+/** `expect.poll` with room for a busy 2-core machine running the whole suite. */
+const poll = <T>(fn: () => Promise<T>) => expect.poll(fn, { timeout: 10_000, interval: 50 });
 
 describe.skipIf(!chromiumPath)('the browser wallet and the account pages, in Chromium', () => {
   let w: BrowserWorld;
@@ -29,7 +31,7 @@ describe.skipIf(!chromiumPath)('the browser wallet and the account pages, in Chr
   beforeAll(async () => {
     w = await startBrowserWorld(chromiumPath!);
     page = w.page;
-    page.setDefaultTimeout(5000);
+    page.setDefaultTimeout(10_000);
     page.on('dialog', (d: Dialog) => {
       dialogs.push(d.message());
       void (answer === 'accept' ? d.accept() : d.dismiss());
@@ -44,19 +46,19 @@ describe.skipIf(!chromiumPath)('the browser wallet and the account pages, in Chr
   it('the paywall page shown to a browser without a wallet explains how to pay', async () => {
     const r = await page.goto(`${w.shopUrl}/articles/42.html`);
     expect(r?.status()).toBe(402);
-    await expect.poll(() => page.title()).toBe('Payment required: The answer');
+    await poll(() => page.title()).toBe('Payment required: The answer');
     const main = page.locator('main');
-    await expect.poll(() => main.locator('h1').textContent()).toBe('The answer');
+    await poll(() => main.locator('h1').textContent()).toBe('The answer');
     const text = (await main.textContent()) ?? '';
     expect(text).toContain('News Site charges for this page.');
     expect(text).toContain('0.02 USD');
     expect(text).toContain('How to pay');
     expect(text).toMatch(/Get a micropay wallet from a billing server that News Site accepts: bank-a/);
     // The wallet script runs and says it is not connected; Pay asks to connect first.
-    await expect.poll(() => panel().getByText('micropay wallet: not connected.').count()).toBe(1);
+    await poll(() => panel().getByText('micropay wallet: not connected.').count()).toBe(1);
     await page.getByRole('button', { name: 'Pay 0.02 USD' }).click();
     const dialog = page.getByRole('dialog', { name: 'Connect your micropay wallet' });
-    await expect.poll(() => dialog.isVisible()).toBe(true);
+    await poll(() => dialog.isVisible()).toBe(true);
     expect(await dialog.getByRole('alert').textContent()).toBe('Connect your wallet to pay.');
     await w.shot('1-paywall-without-wallet');
     await dialog.getByRole('button', { name: 'Cancel' }).click();
@@ -74,36 +76,36 @@ describe.skipIf(!chromiumPath)('the browser wallet and the account pages, in Chr
     await dialog.getByLabel('Buyer token').fill(w.buyer.token);
     await dialog.getByLabel('Ask before paying this much or more').fill('0.015');
     await dialog.getByRole('button', { name: 'Connect' }).click();
-    await expect
-      .poll(() => panel().getByRole('status').textContent())
-      .toBe('Connected as reader-1. Priced links are paid from now on.');
+    await poll(() => panel().getByRole('status').textContent()).toBe(
+      'Connected as reader-1. Priced links are paid from now on.',
+    );
     expect(page.url()).toBe(`${w.shopUrl}/index.html`); // the token went nowhere near a URL
 
     // 0.02 USD is at the threshold: the wallet asks, the buyer agrees, the article shows with the price.
     await link.click();
-    await expect.poll(() => page.locator('article h1').textContent()).toBe('The answer, at last');
+    await poll(() => page.locator('article h1').textContent()).toBe('The answer, at last');
     expect(page.url()).toBe(`${w.shopUrl}/articles/42.html`);
     expect(dialogs).toHaveLength(1);
     expect(dialogs[0]).toMatch(/^Pay 0\.02 USD to News Site \(news-site\) for “The answer”\?/);
-    await expect
-      .poll(() => panel().getByRole('status').textContent())
-      .toBe('Paid 0.02 USD to News Site for “The answer”.');
+    await poll(() => panel().getByRole('status').textContent()).toBe(
+      'Paid 0.02 USD to News Site for “The answer”.',
+    );
     await w.shot('2-paid-article');
 
     // The next article costs 0.01 USD, below the threshold: paid without asking.
     await page.getByRole('link', { name: 'the next article' }).click();
-    await expect.poll(() => page.url()).toBe(`${w.shopUrl}/articles/43.html`);
-    await expect.poll(() => panel().getByRole('status').textContent()).toBe('Paid 0.01 USD to News Site.'); // its manifest route has no title
+    await poll(() => page.url()).toBe(`${w.shopUrl}/articles/43.html`);
+    await poll(() => panel().getByRole('status').textContent()).toBe('Paid 0.01 USD to News Site.'); // its manifest route has no title
     expect(dialogs).toHaveLength(1);
     expect(await page.locator('h1').first().textContent()).toBe('Forty-three, and why it matters');
   });
 
   it('going back: the paid page opens again with the receipt, without a new charge', async () => {
     await page.goBack();
-    await expect.poll(() => page.url()).toBe(`${w.shopUrl}/articles/42.html`);
-    await expect
-      .poll(() => panel().getByRole('status').textContent())
-      .toBe('Opened with your receipt: no new charge.');
+    await poll(() => page.url()).toBe(`${w.shopUrl}/articles/42.html`);
+    await poll(() => panel().getByRole('status').textContent()).toBe(
+      'Opened with your receipt: no new charge.',
+    );
     expect(await page.locator('article h1').textContent()).toBe('The answer, at last');
     expect(dialogs).toHaveLength(1);
   });
@@ -112,7 +114,7 @@ describe.skipIf(!chromiumPath)('the browser wallet and the account pages, in Chr
     await page.goto(`${w.shopUrl}/index.html`);
     answer = 'dismiss';
     await page.getByRole('link', { name: 'Live scores' }).click();
-    await expect.poll(() => panel().getByRole('status').textContent()).toBe('Not paid.');
+    await poll(() => panel().getByRole('status').textContent()).toBe('Not paid.');
     expect(dialogs).toHaveLength(2);
     expect(dialogs[1]).toMatch(/^Pay 0\.025 USD to News Site \(news-site\) for “Live scores”\?/);
     expect(page.url()).toBe(`${w.shopUrl}/index.html`);
@@ -131,7 +133,7 @@ describe.skipIf(!chromiumPath)('the browser wallet and the account pages, in Chr
     await page.goto(`${w.billingUrl}/`);
     await page.getByLabel('API token').fill(w.buyer.token);
     await page.getByRole('button', { name: 'Sign in' }).click();
-    await expect.poll(() => page.locator('h1').textContent()).toBe('Buyer account A Reader (reader-1)');
+    await poll(() => page.locator('h1').textContent()).toBe('Buyer account A Reader (reader-1)');
     expect(page.url()).toBe(`${w.billingUrl}/`);
     const facts = (await page.locator('dl.facts').textContent()) ?? '';
     expect(facts).toContain('Balance-0.03 USD');
@@ -145,18 +147,16 @@ describe.skipIf(!chromiumPath)('the browser wallet and the account pages, in Chr
     expect((await rows.nth(1).textContent()) ?? '').toContain('GET /articles/42.html');
     expect(await page.locator('figure.chart svg[role="img"]').count()).toBe(1);
     await page.getByRole('button', { name: 'Show what a credential issued now allows' }).click();
-    await expect
-      .poll(() => page.locator('#credential').textContent())
-      .toContain('Offline limit per merchant5 USD');
+    await poll(() => page.locator('#credential').textContent()).toContain('Offline limit per merchant5 USD');
     await w.shot('3-buyer-account');
     await page.getByRole('button', { name: 'Sign out' }).click();
-    await expect.poll(() => page.getByRole('button', { name: 'Sign in' }).count()).toBe(1);
+    await poll(() => page.getByRole('button', { name: 'Sign in' }).count()).toBe(1);
   });
 
   it("the merchant's account page shows the credit", async () => {
     await page.getByLabel('API token').fill(w.merchant.token);
     await page.getByRole('button', { name: 'Sign in' }).click();
-    await expect.poll(() => page.locator('h1').textContent()).toBe('Merchant account News Site (news-site)');
+    await poll(() => page.locator('h1').textContent()).toBe('Merchant account News Site (news-site)');
     // 0.03 USD less 5% commission.
     expect((await page.locator('dl.facts').textContent()) ?? '').toContain('Balance0.0285 USD');
     const credited = await page
@@ -172,11 +172,11 @@ describe.skipIf(!chromiumPath)('the browser wallet and the account pages, in Chr
   it('the operator disables the buyer through the page', async () => {
     await page.getByLabel('API token').fill(w.billing.adminToken);
     await page.getByRole('button', { name: 'Sign in' }).click();
-    await expect.poll(() => page.locator('h1').textContent()).toBe('Accounts');
+    await poll(() => page.locator('h1').textContent()).toBe('Accounts');
     const row = page.locator('tr[data-account="reader-1"]');
     expect(await row.locator('td').nth(2).textContent()).toBe('active');
     await row.getByRole('button', { name: 'Disable reader-1' }).click();
-    await expect.poll(() => page.getByRole('status').textContent()).toBe('Saved: reader-1 is now disabled.');
+    await poll(() => page.getByRole('status').textContent()).toBe('Saved: reader-1 is now disabled.');
     expect(dialogs.at(-1)).toMatch(/^Disable reader-1\?/);
     expect((await w.admin.admin.getAccount('reader-1')).status).toBe('disabled');
     await w.shot('5-admin-disabled-buyer');
