@@ -19,7 +19,7 @@ import { type BrowserWorld, startBrowserWorld, until } from './helpers.js';
 
 const chromiumPath = inject('chromium');
 /** `expect.poll` with room for a busy 2-core machine running the whole suite. */
-const poll = <T>(fn: () => Promise<T>) => expect.poll(fn, { timeout: 10_000, interval: 50 });
+const poll = <T>(fn: () => T | Promise<T>) => expect.poll(fn, { timeout: 10_000, interval: 50 });
 
 describe.skipIf(!chromiumPath)('the browser wallet and the account pages, in Chromium', () => {
   let w: BrowserWorld;
