@@ -225,7 +225,9 @@ export class BillingClient {
     }
     if (options.fetch !== undefined && typeof options.fetch !== 'function')
       throw optionError('The billing client option `fetch` must be a function.');
-    const globalFetch: typeof fetch | undefined = typeof fetch === 'function' ? fetch : undefined;
+    // Bound: browsers throw "Illegal invocation" for a fetch called detached from window.
+    const globalFetch: typeof fetch | undefined =
+      typeof fetch === 'function' ? fetch.bind(globalThis) : undefined;
     const fetchImpl = options.fetch ?? globalFetch;
     if (!fetchImpl)
       throw optionError('There is no global fetch here (Node 18 or later has one); pass the `fetch` option.');

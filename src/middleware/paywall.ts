@@ -58,7 +58,7 @@ ${o.description ? `<p>${escapeHtml(o.description)}</p>\n` : ''}${o.error ? `<p c
 <h2>How to pay</h2>
 <ol>
 <li>Get a micropay wallet from a billing server that ${escapeHtml(who)} accepts: ${offer.accepts.map((a) => `<code>${escapeHtml(a)}</code>`).join(', ')}.</li>
-<li>With the wallet in this browser, reload the page or press <button type="button" data-micropay-pay>Pay ${escapeHtml(price)}</button>.</li>
+<li>With the micropay wallet in this browser, press <button type="button" data-micropay-pay>Pay ${escapeHtml(price)}</button>.</li>
 <li>From a terminal: <code>micropay wallet get ${escapeHtml(offer.res.slice(offer.res.indexOf(' ') + 1))}</code> against this site.</li>
 </ol>
 </main>

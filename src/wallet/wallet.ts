@@ -261,7 +261,8 @@ class WalletImpl implements Wallet {
     if (o.fetch !== undefined && typeof o.fetch !== 'function') throw invalid('fetch must be a function.');
     if (o.clock !== undefined && typeof o.clock !== 'function')
       throw invalid('clock must be a function returning Unix seconds.');
-    const f = o.fetch ?? (typeof fetch === 'function' ? fetch : undefined);
+    // Bound: browsers throw "Illegal invocation" for a fetch called detached from window.
+    const f = o.fetch ?? (typeof fetch === 'function' ? fetch.bind(globalThis) : undefined);
     if (!f)
       throw invalid('There is no global fetch here (Node 18 or later has one); pass the `fetch` option.');
     this.fetchImpl = f;
