@@ -1,0 +1,283 @@
+/**
+ * bench/proxy, in one run (`npx tsx bench/proxy/index.ts`, about two
+ * minutes): autocannon against the upstream directly, through a plain
+ * http-proxy with a keep-alive agent, through micropay-proxy (the real
+ * binary, `src/cli/micropay-proxy.ts`, with a YAML configuration) on a free
+ * route and on a paid route (a unique pre-signed order per request from a
+ * pool, one buyer whose credential has a large offline limit, deposits to
+ * the real billing server in its own process). Then the memory run
+ * (`rss.ts`): 1,000,000 distinct buyers' payments into the proxy's core.
+ *
+ * Every server runs in its own process. The machine is shared and noisy, so
+ * the four targets are measured in interleaved rounds and the ratios are
+ * medians of each round's ratio; the CPU time each server process spends
+ * per request (from /proc) is printed beside them, as it is much less
+ * sensitive to what else runs. BENCH_SECONDS (default 3) and BENCH_ROUNDS
+ * (default 3) set the rounds; BENCH_BUYERS (default 1,000,000) the memory run.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import autocannon from 'autocannon';
+import { build } from 'esbuild';
+import { b64urlEncode } from '../../src/protocol/base64url.js';
+import { signingKeyFromSeed, signToken, tid } from '../../src/protocol/crypto.js';
+import { formatPaymentHeader } from '../../src/protocol/header.js';
+
+const DURATION = Number(process.env.BENCH_SECONDS ?? 3);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const WARMUP = 2;
+const CONNECTIONS = 32;
+const BUYERS = Number(process.env.BENCH_BUYERS ?? 1_000_000);
+const tmp = mkdtempSync(join(tmpdir(), 'micropay-bench-proxy-'));
+const children: ChildProcess[] = [];
+const started = Date.now();
+
+function stopAll(): void {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+}
+process.on('exit', () => {
+  stopAll();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+interface Started {
+  pid: number;
+  info: Record<string, string>;
+}
+
+/** Starts a process and resolves its pid and the first stdout line matching `re` as JSON (the rest is drained). */
+async function start(args: string[], env: Record<string, string> = {}, re = /^\{/): Promise<Started> {
+  const child = spawn(process.execPath, args, {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, ...env },
+  });
+  children.push(child);
+  return new Promise<Started>((resolve, reject) => {
+    const rl = createInterface({ input: child.stdout! });
+    const onLine = (line: string) => {
+      if (!re.test(line)) return;
+      rl.off('line', onLine);
+      rl.on('line', () => {}); // keep draining
+      resolve({ pid: child.pid!, info: JSON.parse(line) });
+    };
+    rl.on('line', onLine);
+    child.once('exit', (c) => reject(new Error(`${args.join(' ')} exited ${c}`)));
+  });
+}
+
+interface Run {
+  rps: number;
+  p99: number;
+  bad: number;
+  /** CPU time of the measured server process per request, microseconds (Linux), or NaN. */
+  cpuUs: number;
+}
+
+/** utime + stime of a process, in clock ticks (100 per second), from /proc; NaN elsewhere. */
+function cpuTicks(pid: number | undefined): number {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    return Number(fields[11]) + Number(fields[12]);
+  } catch {
+    return Number.NaN;
+  }
+}
+
+async function load(
+  url: string,
+  headers: (() => Record<string, string>) | null,
+  pid: number | undefined,
+  seconds = DURATION,
+): Promise<Run> {
+  const c0 = cpuTicks(pid);
+  const r = await autocannon({
+    url,
+    connections: CONNECTIONS,
+    duration: seconds,
+    ...(headers ? { requests: [{ setupRequest: (req) => ({ ...req, headers: headers() }) }] } : {}),
+  });
+  const total = r.requests.total;
+  return {
+    rps: r.requests.average,
+    p99: r.latency.p99,
+    bad: r.non2xx + r.errors,
+    cpuUs: ((cpuTicks(pid) - c0) * 10_000) / Math.max(1, total),
+  };
+}
+
+const median = (xs: number[]) => {
+  const v = [...xs].sort((x, y) => x - y);
+  return v.length % 2 ? v[(v.length - 1) / 2]! : (v[v.length / 2 - 1]! + v[v.length / 2]!) / 2;
+};
+
+// --- the servers ----------------------------------------------------------------------------
+const billing = (await start(['--import', 'tsx', 'bench/proxy/billing.ts'])).info;
+const up = await start(['--import', 'tsx', 'bench/proxy/upstream.ts']);
+const upstream = up.info.url!;
+const plainServer = await start(['--import', 'tsx', 'bench/proxy/plain.ts'], { BENCH_UPSTREAM: upstream });
+const configFile = join(tmp, 'micropay.yaml');
+writeFileSync(
+  configFile,
+  [
+    'listen: 127.0.0.1:0',
+    'merchant: news-site',
+    `billing: { url: ${billing.url}, token: \${MERCHANT_TOKEN} }`,
+    `upstream: ${upstream}`,
+    'routes:',
+    '  - match: GET /paid',
+    '    price: 0.002 USD',
+    'deposits: { maxBatch: 1000, maxDelayMs: 500 }',
+    '',
+  ].join('\n'),
+);
+const micropay = await start(
+  ['--import', 'tsx', 'src/cli/micropay-proxy.ts', '--config', configFile],
+  { MERCHANT_TOKEN: billing.merchantToken! },
+  /micropay-proxy: listening/,
+);
+
+const key = signingKeyFromSeed(billing.seed!);
+const cid = tid(billing.cert!);
+function orders(n: number): string[] {
+  const iat = Math.floor(Date.now() / 1000);
+  return Array.from({ length: n }, () =>
+    formatPaymentHeader({
+      kind: 'order',
+      cert: billing.cert!,
+      order: signToken(
+        {
+          typ: 'mp-order',
+          v: 1,
+          cid,
+          mer: 'news-site',
+          res: 'GET /paid',
+          amt: 2000,
+          cur: 'USD',
+          iat,
+          oid: b64urlEncode(randomBytes(16)),
+        },
+        key,
+      ),
+    }),
+  );
+}
+function pool(list: string[]): () => Record<string, string> {
+  let i = 0;
+  return () => ({ 'micropay-payment': list[i++ % list.length]! });
+}
+
+// --- throughput: rounds of the four, interleaved, so that the machine's ups and downs fall on all ---
+const targets = [
+  { name: 'direct', url: `${upstream}/free`, pid: up.pid, paid: false },
+  { name: 'plain http-proxy', url: `${plainServer.info.url}/free`, pid: plainServer.pid, paid: false },
+  { name: 'micropay free', url: `${micropay.info.url}/free`, pid: micropay.pid, paid: false },
+  { name: 'micropay paid', url: `${micropay.info.url}/paid`, pid: micropay.pid, paid: true },
+];
+const warm: Record<string, Run> = {};
+for (const t of targets.filter((x) => !x.paid)) warm[t.name] = await load(t.url, null, t.pid, WARMUP);
+// Paid is never faster than free: this many orders are never reused (a reuse would be a 402).
+const paidPool = orders(
+  Math.min(400_000, Math.ceil(warm['micropay free']!.rps * (ROUNDS * DURATION + WARMUP) * 1.3) + 2000),
+);
+const nextOrder = pool(paidPool);
+await load(`${micropay.info.url}/paid`, nextOrder, micropay.pid, WARMUP);
+const runs: Record<string, Run[]> = Object.fromEntries(targets.map((t) => [t.name, []]));
+for (let round = 0; round < ROUNDS; round++) {
+  for (const t of targets) runs[t.name]!.push(await load(t.url, t.paid ? nextOrder : null, t.pid));
+}
+stopAll();
+
+// --- memory: 1,000,000 distinct buyers -----------------------------------------------------
+// Bundled and run on plain node, so that tsx's loader thread is not counted.
+const bundle = join(tmp, 'rss.mjs');
+await build({
+  entryPoints: ['bench/proxy/rss.ts'],
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  outfile: bundle,
+  logLevel: 'error',
+  banner: {
+    js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
+  },
+});
+const memEnv = {
+  ...process.env,
+  BENCH_BANK_SEED: randomBytes(32).toString('hex'), // the bank's key, shared by maker and merchant
+  BENCH_T0: String(Math.floor(Date.now() / 1000)),
+  BENCH_BUYERS: String(BUYERS),
+};
+const maker = spawn(process.execPath, ['--import', 'tsx', 'bench/proxy/sign.ts'], {
+  env: memEnv,
+  stdio: ['ignore', 'pipe', 'inherit'],
+});
+const merchant = spawn(process.execPath, ['--expose-gc', bundle], {
+  env: memEnv,
+  stdio: ['pipe', 'pipe', 'inherit'],
+});
+children.push(maker, merchant);
+maker.stdout!.pipe(merchant.stdin!);
+merchant.stdin!.on('error', () => {});
+const mem: Record<string, number | Record<string, number>> = await new Promise((resolve, reject) => {
+  createInterface({ input: merchant.stdout! }).once('line', (l) => resolve(JSON.parse(l)));
+  merchant.once('exit', (c) => reject(new Error(`memory run exited ${c}`)));
+});
+stopAll();
+
+// --- report -----------------------------------------------------------------------------------
+const f = (n: number) => n.toFixed(2);
+console.log(
+  `bench/proxy: ${ROUNDS} rounds of ${DURATION} s per target, interleaved, after ${WARMUP} s warm-ups; ` +
+    `${CONNECTIONS} connections; ${Math.round((Date.now() - started) / 1000)} s in all`,
+);
+const med: Record<string, { rps: number; cpuUs: number }> = {};
+for (const t of targets) {
+  const rs = runs[t.name]!;
+  med[t.name] = { rps: median(rs.map((r) => r.rps)), cpuUs: median(rs.map((r) => r.cpuUs)) };
+  const bad = rs.reduce((a, r) => a + r.bad, 0);
+  console.log(
+    `  ${t.name.padEnd(17)} ${String(Math.round(med[t.name]!.rps)).padStart(6)} req/s median ` +
+      `(${rs.map((r) => Math.round(r.rps)).join(', ')})  p99 ${median(rs.map((r) => r.p99))} ms  ` +
+      `server CPU ${Math.round(med[t.name]!.cpuUs)} us/req` +
+      (bad ? `  (${bad} non-2xx or errors!)` : ''),
+  );
+}
+const ratio = (a: string, b: string) => median(runs[a]!.map((r, i) => r.rps / runs[b]![i]!.rps));
+console.log(
+  `  free/plain-http-proxy ${f(ratio('micropay free', 'plain http-proxy'))} (goal >= 0.9; ` +
+    `by server CPU per request ${f(med['plain http-proxy']!.cpuUs / med['micropay free']!.cpuUs)})`,
+);
+console.log(
+  `  paid/free ${f(ratio('micropay paid', 'micropay free'))} (goal >= 0.45; ` +
+    `by server CPU per request ${f(med['micropay free']!.cpuUs / med['micropay paid']!.cpuUs)})`,
+);
+const m = mem as {
+  buyers: number;
+  full: number;
+  fullRate: number;
+  modes: Record<string, number>;
+  rssBaseMB: number;
+  rssAtEndMB: number;
+  rssPeakMB: number;
+  rssSettledMB: number;
+  heapUsedMB: number;
+  seconds: number;
+};
+console.log(
+  `  memory: ${m.buyers.toLocaleString('en')} distinct buyers' payments in ${m.seconds} s ` +
+    `(${m.full.toLocaleString('en')} through core.handle at ${m.fullRate}/s, the rest through the store and deposit queue; ` +
+    `${Object.entries(m.modes)
+      .map(([k, v]) => `${v.toLocaleString('en')} ${k}`)
+      .join(', ')}: past the memory store's 100,000 spend tallies a new credential is approved online)`,
+);
+console.log(
+  `  RSS: ${m.rssSettledMB} MB settled (goal < 200 MB; live heap ${m.heapUsedMB} MB), ` +
+    `${m.rssAtEndMB} MB right after the burst, peak ${m.rssPeakMB} MB, ${m.rssBaseMB} MB before the first payment`,
+);
+process.exit(0);
