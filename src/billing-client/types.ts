@@ -164,6 +164,10 @@ export interface Peer {
   hasToken?: boolean;
   /** Id of the token the peer presents here. */
   tokenId?: string | null;
+  /** Interchange fee this server keeps, as issuer, on each order the peer claims here (basis points). */
+  feeBps?: number;
+  /** When the peer's key set was last fetched, Unix seconds; `null` before the first success. */
+  keysFetched?: number | null;
   created?: number;
   updated?: number;
 }
@@ -176,6 +180,8 @@ export interface NewPeerInput {
   url: string;
   /** The token this server presents at the peer, when already known. */
   token?: string;
+  /** Interchange fee this server keeps, as issuer, on orders the peer claims here: basis points (default 0). */
+  feeBps?: number;
 }
 
 /** A peer just added, and the token the peer presents here. */
@@ -188,8 +194,10 @@ export interface AddedPeer {
 /** `PATCH /v1/admin/peers/:issuer` body. */
 export interface PeerPatch {
   url?: string;
-  /** The token this server presents at the peer. */
-  token?: string;
+  /** The token this server presents at the peer (`null`: none). */
+  token?: string | null;
+  /** Interchange fee this server keeps, as issuer, on orders the peer claims here: basis points. */
+  feeBps?: number;
 }
 
 /** Net position with one peer in one currency; `net > 0`: the peer owes us. */
@@ -197,6 +205,8 @@ export interface SettlementPosition {
   peer: string;
   currency: string;
   net: number;
+  /** Orders under the peer's credentials credited here, not yet acknowledged by the peer (claims in transit). */
+  pending?: number;
 }
 
 /** `POST /v1/admin/keys/rotate` answer. */

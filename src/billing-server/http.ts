@@ -9,9 +9,12 @@ import { timingSafeEqual } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import { isMicropayError, MicropayError } from '../protocol/index.js';
+import type { Claimer } from './claimer.js';
+import type { InterbankClaims } from './claims.js';
 import type { KeyRing } from './keyring.js';
 import { type DepositItem, type Ledger, MAX_DEPOSIT_ORDERS } from './ledger.js';
 import type { Metrics } from './metrics.js';
+import type { PeerKeys } from './peering.js';
 import { adminPeriod, formatParam, rangePeriod, statementSummary, streamStatement } from './statements.js';
 import {
   type AccountRole,
@@ -62,6 +65,43 @@ export interface AppContext {
   logger: Logger;
   corsOrigins: readonly string[];
   now: () => number;
+  /** Section 9: the peers' keys we publish, the claims peers send us, the claims we send them. */
+  peering: { keys: PeerKeys; claims: InterbankClaims; claimer: Claimer };
+}
+
+/** The orders of a deposit or claim body (`{ batch, orders: [{ cert, order, auth? }] }`), or a 400 naming the field. */
+function depositBody(b: Record<string, unknown>): { batch: string; items: DepositItem[] } {
+  const batch = idField(b, 'batch');
+  const orders = b.orders;
+  if (!Array.isArray(orders)) throw invalid('`orders` must be a list of { cert, order, auth? }.');
+  if (orders.length > MAX_DEPOSIT_ORDERS) {
+    throw invalid(
+      `\`orders\` holds ${orders.length} orders; a deposit holds at most ${MAX_DEPOSIT_ORDERS}. Split the batch.`,
+    );
+  }
+  const items: DepositItem[] = orders.map((o, i) => {
+    if (typeof o !== 'object' || o === null || Array.isArray(o))
+      throw invalid(`\`orders[${i}]\` must be an object { cert, order, auth? }.`);
+    const x = o as Record<string, unknown>;
+    const item: DepositItem = {
+      cert: tokenField(x, 'cert', `orders[${i}].cert`),
+      order: tokenField(x, 'order', `orders[${i}].order`),
+    };
+    if (x.auth !== undefined && x.auth !== null) item.auth = tokenField(x, 'auth', `orders[${i}].auth`);
+    return item;
+  });
+  return { batch, items };
+}
+
+/** The token this server presents at a peer: what a Bearer header can carry, or null. */
+function peerTokenField(b: Record<string, unknown>): string | null {
+  const v = b.token;
+  if (v === null) return null;
+  if (typeof v !== 'string' || !/^[\x21-\x7e]{1,512}$/.test(v))
+    throw invalid(
+      "`token` must be the peer's token for us: 1 to 512 printable characters without spaces, or null.",
+    );
+  return v;
 }
 
 type Handler = (req: Request, res: Response, who: Principal) => Promise<void> | void;
@@ -148,7 +188,8 @@ export function createApp(ctx: AppContext): express.Express {
       roles: [],
       handler: async (_req, res) => {
         res.setHeader('Cache-Control', `max-age=${KEYS_MAX_AGE}`);
-        res.json({ issuer: ctx.issuer, keys: await keys.published(), peers: [] });
+        const [own, peers] = await Promise.all([keys.published(), ctx.peering.keys.published()]);
+        res.json({ issuer: ctx.issuer, keys: own, peers });
       },
     },
     {
@@ -191,26 +232,7 @@ export function createApp(ctx: AppContext): express.Express {
       roles: ['merchant'],
       body: true,
       handler: async (req, res, who) => {
-        const b = objectBody(req.body);
-        const batch = idField(b, 'batch');
-        const orders = b.orders;
-        if (!Array.isArray(orders)) throw invalid('`orders` must be a list of { cert, order, auth? }.');
-        if (orders.length > MAX_DEPOSIT_ORDERS) {
-          throw invalid(
-            `\`orders\` holds ${orders.length} orders; a deposit holds at most ${MAX_DEPOSIT_ORDERS}. Split the batch.`,
-          );
-        }
-        const items: DepositItem[] = orders.map((o, i) => {
-          if (typeof o !== 'object' || o === null || Array.isArray(o))
-            throw invalid(`\`orders[${i}]\` must be an object { cert, order, auth? }.`);
-          const x = o as Record<string, unknown>;
-          const item: DepositItem = {
-            cert: tokenField(x, 'cert', `orders[${i}].cert`),
-            order: tokenField(x, 'order', `orders[${i}].order`),
-          };
-          if (x.auth !== undefined && x.auth !== null) item.auth = tokenField(x, 'auth', `orders[${i}].auth`);
-          return item;
-        });
+        const { batch, items } = depositBody(objectBody(req.body));
         const merchant = await own(who);
         if (merchant.status !== 'active') {
           throw new MicropayError(
@@ -513,9 +535,8 @@ export function createApp(ctx: AppContext): express.Express {
       method: 'get',
       path: '/v1/admin/settlement',
       roles: ['admin'],
-      // Positions appear with interbank claims (PROTOCOL.md section 9), a later step.
-      handler: (_req, res) => {
-        res.json({ positions: [] });
+      handler: async (_req, res) => {
+        res.json({ positions: await ctx.peering.claimer.settlement() });
       },
     },
     {
@@ -525,13 +546,16 @@ export function createApp(ctx: AppContext): express.Express {
       body: true,
       handler: async (req, res) => {
         const b = objectBody(req.body);
-        onlyFields(b, ['issuer', 'url', 'token']);
+        onlyFields(b, ['issuer', 'url', 'token', 'feeBps']);
         const issuer = idField(b, 'issuer');
         if (issuer === ctx.issuer)
           throw invalid('`issuer` is this server itself; a peer is another billing server.');
         const url = urlField(b, 'url');
-        const token = b.token === undefined ? null : nullableTextField(b, 'token', 512);
-        res.status(201).json(await store.createPeer(issuer, url, token, ctx.now()));
+        const token = b.token === undefined ? null : peerTokenField(b);
+        const feeBps = b.feeBps === undefined ? 0 : bpsField(b, 'feeBps');
+        const created = await store.createPeer(issuer, url, token, feeBps, ctx.now());
+        await ctx.peering.keys.changed(issuer);
+        res.status(201).json(created);
       },
     },
     {
@@ -549,12 +573,16 @@ export function createApp(ctx: AppContext): express.Express {
       body: true,
       handler: async (req, res) => {
         const b = objectBody(req.body);
-        onlyFields(b, ['url', 'token']);
-        if (Object.keys(b).length === 0) throw invalid('Send `url`, `token` or both.');
-        const p: { url?: string; token?: string | null } = {};
+        onlyFields(b, ['url', 'token', 'feeBps']);
+        if (Object.keys(b).length === 0) throw invalid('Send any of `url`, `token`, `feeBps`.');
+        const p: { url?: string; token?: string | null; feeBps?: number } = {};
         if (b.url !== undefined) p.url = urlField(b, 'url');
-        if (b.token !== undefined) p.token = nullableTextField(b, 'token', 512);
-        res.json({ peer: await store.patchPeer(String(req.params.issuer), p, ctx.now()) });
+        if (b.token !== undefined) p.token = peerTokenField(b);
+        if (b.feeBps !== undefined) p.feeBps = bpsField(b, 'feeBps');
+        const issuer = String(req.params.issuer);
+        const peer = await store.patchPeer(issuer, p, ctx.now());
+        if (p.url !== undefined) await ctx.peering.keys.changed(issuer);
+        res.json({ peer });
       },
     },
     {
@@ -562,7 +590,9 @@ export function createApp(ctx: AppContext): express.Express {
       path: '/v1/admin/peers/:issuer',
       roles: ['admin'],
       handler: async (req, res) => {
-        await store.deletePeer(String(req.params.issuer), ctx.now());
+        const issuer = String(req.params.issuer);
+        await store.deletePeer(issuer, ctx.now());
+        ctx.peering.keys.removed(issuer);
         res.status(204).end();
       },
     },
@@ -571,14 +601,11 @@ export function createApp(ctx: AppContext): express.Express {
       path: '/v1/interbank/claims',
       roles: ['peer'],
       body: true,
-      handler: () => {
-        throw new MicropayError(
-          'not_implemented',
-          'Interbank claims (PROTOCOL.md section 9) are not implemented by this server yet.',
-          {
-            status: 501,
-          },
-        );
+      // The peer stands where a merchant would: the same body and answer as a deposit (claims.ts).
+      handler: async (req, res, who) => {
+        const { batch, items } = depositBody(objectBody(req.body));
+        const { json } = await ctx.peering.claims.claim(who.subject, batch, items);
+        res.type('application/json').send(json);
       },
     },
   ];

@@ -12,6 +12,8 @@ import path from 'node:path';
 import type { Express } from 'express';
 import pino from 'pino';
 import { isId, MicropayError } from '../protocol/index.js';
+import { Claimer, type ClaimerOptions } from './claimer.js';
+import { InterbankClaims } from './claims.js';
 import { PostgresDb } from './db/postgres.js';
 import { SqliteDb } from './db/sqlite.js';
 import type { Db } from './db/types.js';
@@ -20,12 +22,15 @@ import { createApp } from './http.js';
 import { KeyRing } from './keyring.js';
 import { Ledger } from './ledger.js';
 import { createMetrics } from './metrics.js';
+import { PeerKeys, type PeerKeysOptions } from './peering.js';
 import { hashToken, newToken, Store } from './store.js';
 import { OrderChecker } from './verify.js';
 
+export type { ClaimerOptions, SettlementPosition } from './claimer.js';
 export type { WebhookDispatchOptions } from './dispatcher.js';
 export type { AuthorizationResult, DepositAnswer, DepositResult } from './ledger.js';
 export { EVENT_TYPES, type EventType } from './outbox.js';
+export type { PeerKeysOptions } from './peering.js';
 export type { Account, Entry, Peer } from './store.js';
 export type { Delivery, DeliveryAttempt, Webhook } from './webhooks.js';
 
@@ -70,6 +75,16 @@ export interface BillingServerOptions {
    * window and backoff. Default: on, every second, 10 s timeout, retried for 24 hours.
    */
   webhooks?: WebhookDispatchOptions;
+  /**
+   * Peers' key sets (PROTOCOL.md section 9): refetch on demand at most every 10 s per peer, the last
+   * good set published for an hour while a peer is unreachable, 5 s fetch timeout. See `PeerKeysOptions`.
+   */
+  peerKeys?: PeerKeysOptions;
+  /**
+   * The claimer sending interbank claims from this instance: every second, up to 1000 orders a batch,
+   * retried with backoff from 1 s to 5 min, 30 s timeout. See `ClaimerOptions`.
+   */
+  claims?: ClaimerOptions;
 }
 
 /** A running (or ready to listen) billing server. */
@@ -200,7 +215,12 @@ export async function createBillingServer(opts: BillingServerOptions): Promise<B
     await keys.init();
     const adminToken = resolveAdminToken(opts.adminToken, keyDir, logger);
     const metrics = createMetrics(opts.issuer);
-    const checker = new OrderChecker({ issuer: opts.issuer, keys, skew, freshness });
+    // Peers' keys are loaded before serving, so a restart publishes and verifies the last good sets at once.
+    const peerKeys = new PeerKeys({ db, issuer: opts.issuer, skew, now, logger }, opts.peerKeys);
+    await peerKeys.init();
+    const checker = new OrderChecker({ issuer: opts.issuer, keys, skew, freshness, peers: peerKeys });
+    const claims = new InterbankClaims({ db, issuer: opts.issuer, keys, skew, freshness, now });
+    const claimer = new Claimer({ db, now, logger }, opts.claims);
     const ledger = new Ledger({
       issuer: opts.issuer,
       store,
@@ -211,6 +231,7 @@ export async function createBillingServer(opts: BillingServerOptions): Promise<B
       now,
     });
     const app = createApp({
+      peering: { keys: peerKeys, claims, claimer },
       issuer: opts.issuer,
       adminTokenHash: hashToken(adminToken),
       store,
@@ -224,6 +245,9 @@ export async function createBillingServer(opts: BillingServerOptions): Promise<B
     // Delivers the outbox; its timer never holds the process open, and close() stops it first.
     const dispatcher = new WebhookDispatcher(db, logger, opts.webhooks);
     dispatcher.start();
+    // Peer keys and claims run on unref'd timers too; close() stops them before the database closes.
+    peerKeys.start();
+    claimer.start();
     let server: Server | null = null;
     let closing: Promise<void> | null = null;
     return {
@@ -258,6 +282,8 @@ export async function createBillingServer(opts: BillingServerOptions): Promise<B
                 s.closeIdleConnections();
               });
             }
+            await claimer.close();
+            await peerKeys.close();
             await dispatcher.stop();
             await db.close();
             logger.info('billing server closed');

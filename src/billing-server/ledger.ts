@@ -16,14 +16,24 @@
  * has available credit (credit limit + balance, minus live reservations),
  * else rejected `over_limit`. Authorized orders do not count against
  * `cert.lim`, as a merchant's offline tally does not count them either.
+ *
+ * An order under a peer's credential (section 9) is credited under the same
+ * promise, but this server can see neither the buyer's credit nor reserve it
+ * (the protocol has no interbank authorization), so it is credited within
+ * `cert.lim` only, and past it rejected `over_limit` whatever `auth` comes with
+ * it; `authorize` declines such orders for the same reason. The peer's
+ * clearing account (`clearing:<iss>:<cur>`) stands where the buyer would, and
+ * the order is queued in the claims outbox in the same transaction.
  */
 import { type Authorization, type Credential, MicropayError, signToken } from '../protocol/index.js';
+import { type ClaimOrder, ensureSystemAccounts, queueClaims } from './claim-queue.js';
 import type { Queryable, Tx } from './db/types.js';
 import { inList } from './db/types.js';
 import type { KeyRing } from './keyring.js';
 import { depositEvents, enqueueEvents } from './outbox.js';
 import {
   type Account,
+  clearingAccountId,
   externalAccountId,
   feeAccountId,
   publicAccount,
@@ -34,7 +44,7 @@ import {
 import type { CheckCode, CheckedOrder, FailedCheck, OrderChecker } from './verify.js';
 
 /** Rejection reasons of a deposited order. */
-export type DepositReason = CheckCode | 'over_limit';
+export type DepositReason = CheckCode | 'over_limit' | 'replayed_order';
 
 /** One order of a deposit answer. */
 export interface DepositResult {
@@ -80,11 +90,12 @@ export function feeOf(amt: number, bps: number): number {
   return Number((BigInt(amt) * BigInt(bps)) / 10_000n);
 }
 
-interface EntryRow {
+/** One ledger entry to write (`insertEntries`). */
+export interface EntryRow {
   account: string;
   amount: number;
   balance: number;
-  kind: 'order' | 'deposit' | 'fee' | 'adjustment';
+  kind: 'order' | 'deposit' | 'fee' | 'adjustment' | 'claim';
   counterparty: string | null;
   res: string | null;
   oid: string | null;
@@ -107,7 +118,8 @@ const ENTRY_COLUMNS = [
   'ref',
   'fee',
 ];
-function insertEntries(tx: Queryable, rows: EntryRow[], time: number): Promise<void> {
+/** Writes ledger entries (the callers have moved the balances with them). */
+export function insertEntries(tx: Queryable, rows: EntryRow[], time: number): Promise<void> {
   return tx.insertMany(
     'entries',
     ENTRY_COLUMNS,
@@ -128,6 +140,7 @@ function insertEntries(tx: Queryable, rows: EntryRow[], time: number): Promise<v
 }
 
 interface OrderRow {
+  iss: string;
   sub: string;
   oid: string;
   cid: string;
@@ -152,7 +165,6 @@ const ORDER_COLUMNS = [
 ];
 function insertOrders(
   tx: Queryable,
-  iss: string,
   mer: string,
   batch: string,
   rows: OrderRow[],
@@ -161,7 +173,7 @@ function insertOrders(
   return tx.insertMany(
     'orders',
     ORDER_COLUMNS,
-    rows.map((o) => [iss, o.sub, mer, o.oid, o.cid, o.amt, o.fee, o.cur, o.authorized, batch, time]),
+    rows.map((o) => [o.iss, o.sub, mer, o.oid, o.cid, o.amt, o.fee, o.cur, o.authorized, batch, time]),
   );
 }
 
@@ -177,7 +189,7 @@ async function inChunks<T>(
 }
 
 /** Sum of live (unconsumed, unexpired) reservations per buyer. */
-async function reservedBy(
+export async function reservedBy(
   q: Queryable,
   iss: string,
   subs: readonly string[],
@@ -257,15 +269,26 @@ export class Ledger {
       if (c.ok) return c.order.oid;
       return peekOid(items[i]!.order);
     };
-    const subs = [...new Set(checked.flatMap((c) => (c.ok ? [c.cert.sub] : [])))];
+    const subs = [...new Set(checked.flatMap((c) => (c.ok && c.cert.iss === iss ? [c.cert.sub] : [])))];
     const fees = feeAccountId(merchant.currency);
+    // Orders under peers' credentials (in the merchant's currency): their peers' clearing accounts.
+    const clearing = [
+      ...new Set(
+        checked.flatMap((c) =>
+          c.ok && c.cert.iss !== iss && c.order.cur === merchant.currency
+            ? [clearingAccountId(c.cert.iss, c.order.cur)]
+            : [],
+        ),
+      ),
+    ];
 
     return this.db.transaction(async (tx) => {
       const now = this.o.now();
-      await tx.lockAccounts([mer, fees, ...subs]);
+      if (clearing.length > 0) await ensureSystemAccounts(tx, clearing, merchant.currency, now);
+      await tx.lockAccounts([mer, fees, ...subs, ...clearing]);
       const again = await this.priorBatch(tx, mer, batch);
       if (again) return { json: again, answer: null };
-      const accounts = await readAccounts(tx, [mer, fees, ...subs]);
+      const accounts = await readAccounts(tx, [mer, fees, ...subs, ...clearing]);
       const m = accounts.get(mer);
       if (!m || m.status === 'deleted')
         throw new MicropayError('no_such_account', `The merchant account "${mer}" no longer exists.`, {
@@ -273,15 +296,16 @@ export class Ledger {
         });
 
       const okOids = checked.flatMap((c) => (c.ok ? [c.order.oid] : []));
-      const existing = new Set(
+      // Orders already here, by (iss, sub, oid), with the peer that claimed it (null: deposited here).
+      const existing = new Map(
         (
           await inChunks([...new Set(okOids)], 500, (c) =>
-            tx.all<{ sub: string; oid: string }>(
-              `SELECT sub, oid FROM orders WHERE iss = ? AND mer = ? AND oid IN (${inList(c.length)})`,
-              [iss, mer, ...c],
+            tx.all<{ iss: string; sub: string; oid: string; acq: string | null }>(
+              `SELECT iss, sub, oid, acq FROM orders WHERE mer = ? AND oid IN (${inList(c.length)})`,
+              [mer, ...c],
             ),
           )
-        ).map((r) => `${r.sub}\u0000${r.oid}`),
+        ).map((r) => [`${r.iss}\u0000${r.sub}\u0000${r.oid}`, r.acq]),
       );
       const cids = [...new Set(checked.flatMap((c) => (c.ok ? [c.cid] : [])))];
       const sums = new Map(
@@ -310,6 +334,7 @@ export class Ledger {
 
       const results: DepositResult[] = [];
       const orders: OrderRow[] = [];
+      const claims: ClaimOrder[] = [];
       const entries: EntryRow[] = [];
       const consumed: [string, string][] = [];
       const touched = new Set<string>();
@@ -323,16 +348,28 @@ export class Ledger {
           continue;
         }
         const { cert, order, cid } = c;
-        const key = `${cert.sub}\u0000${order.oid}`;
-        if (existing.has(key)) {
-          results.push({ oid: order.oid, status: 'duplicate' });
-          continue;
-        }
-        const buyer = accounts.get(cert.sub);
         const reject = (reason: DepositReason, message: string) =>
           results.push({ oid: order.oid, status: 'rejected', reason, message });
-        if (!buyer || buyer.status === 'deleted' || buyer.role !== 'buyer') {
-          reject('bad_credential', `The buyer account "${cert.sub}" of this credential does not exist.`);
+        const key = `${cert.iss}\u0000${cert.sub}\u0000${order.oid}`;
+        const prior = existing.get(key);
+        if (prior !== undefined) {
+          // Claimed by a peer for its own merchant of the same name: this merchant was not paid for it.
+          if (prior !== null)
+            reject('replayed_order', 'This order was already paid to a merchant of a peer.');
+          else results.push({ oid: order.oid, status: 'duplicate' });
+          continue;
+        }
+        const foreign = cert.iss !== iss;
+        // Who pays: the buyer, or for a peer's credential the peer's clearing account.
+        const payerId = foreign ? clearingAccountId(cert.iss, order.cur) : cert.sub;
+        const buyer = accounts.get(payerId);
+        if (!buyer || buyer.status === 'deleted' || buyer.role !== (foreign ? 'system' : 'buyer')) {
+          if (foreign)
+            reject(
+              'insufficient_amount',
+              `The order is in ${order.cur}; the merchant's account is in ${m.currency}.`,
+            );
+          else reject('bad_credential', `The buyer account "${cert.sub}" of this credential does not exist.`);
           continue;
         }
         if (order.cur !== m.currency || order.cur !== buyer.currency) {
@@ -344,8 +381,8 @@ export class Ledger {
         }
         // Which rule credits it: a live auth, the credential's offline limit, or the buyer's credit.
         let authorized = false;
-        const a = auths[i];
-        const r = a ? reservations.get(key) : undefined;
+        const a = foreign ? null : auths[i];
+        const r = a ? reservations.get(`${cert.sub}\u0000${order.oid}`) : undefined;
         if (
           a &&
           r &&
@@ -361,6 +398,13 @@ export class Ledger {
         const spent = sums.get(cid) ?? 0;
         const rsv = reserved.get(cert.sub) ?? 0;
         if (!authorized && spent + order.amt > cert.lim) {
+          if (foreign) {
+            reject(
+              'over_limit',
+              `Past the credential's offline limit of ${cert.lim} for this merchant; orders under a credential of "${cert.iss}" are credited only within it.`,
+            );
+            continue;
+          }
           const available = buyer.creditLimit + buyer.balance - rsv;
           if (buyer.status !== 'active' || available < order.amt) {
             reject(
@@ -381,7 +425,7 @@ export class Ledger {
           reject('over_limit', 'Crediting this order would take a balance past 2^53-1 micro-units.');
           continue;
         }
-        existing.add(key);
+        existing.set(key, null);
         if (authorized) {
           consumed.push([cert.sub, order.oid]);
           reserved.set(cert.sub, rsv - r!.amt);
@@ -390,6 +434,7 @@ export class Ledger {
           sumsChanged.add(cid);
         }
         orders.push({
+          iss: cert.iss,
           sub: cert.sub,
           oid: order.oid,
           cid,
@@ -398,11 +443,24 @@ export class Ledger {
           cur: order.cur,
           authorized: authorized ? 1 : 0,
         });
+        if (foreign) {
+          const it = items[i]!;
+          claims.push({
+            peer: cert.iss,
+            cur: order.cur,
+            sub: cert.sub,
+            mer,
+            oid: order.oid,
+            cert: it.cert as string,
+            token: it.order as string,
+            amt: order.amt,
+          });
+        }
         const res = order.res;
         entries.push({
-          account: cert.sub,
+          account: payerId,
           amount: -order.amt,
-          balance: setBalance(accounts, cert.sub, -order.amt),
+          balance: setBalance(accounts, payerId, -order.amt),
           kind: 'order',
           counterparty: mer,
           res,
@@ -411,7 +469,7 @@ export class Ledger {
           ref: batch,
         });
         feeTotal += fee;
-        touched.add(cert.sub).add(mer).add(fees);
+        touched.add(payerId).add(mer).add(fees);
         credited += order.amt - fee;
         results.push({ oid: order.oid, status: 'credited', amt: order.amt, fee });
       }
@@ -446,7 +504,8 @@ export class Ledger {
           ref: batch,
         });
       }
-      await insertOrders(tx, iss, mer, batch, orders, now);
+      await insertOrders(tx, mer, batch, orders, now);
+      await queueClaims(tx, claims, now);
       for (const cid of sumsChanged) {
         await tx.run(
           'INSERT INTO tallies (mer, cid, spent) VALUES (?, ?, ?) ON CONFLICT (mer, cid) DO UPDATE SET spent = excluded.spent',
@@ -501,6 +560,14 @@ export class Ledger {
     const c = await this.o.checker.check(certToken, orderToken, merchant.id, now0);
     if (!c.ok) return { status: 'declined', reason: c.reason, message: c.message };
     const { cert, order } = c;
+    if (cert.iss !== this.o.issuer) {
+      // Only the issuer could reserve its buyer's credit, and the protocol has no interbank call for it.
+      return {
+        status: 'declined',
+        reason: 'over_limit',
+        message: `An order under a credential of "${cert.iss}" is honoured offline within the credential's limit only; this billing server cannot approve it online.`,
+      };
+    }
     if (order.cur !== merchant.currency) {
       return {
         status: 'declined',

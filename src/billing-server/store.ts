@@ -40,8 +40,11 @@ export interface Entry {
   amount: number;
   /** Balance after this entry. */
   balance: number;
-  /** `order`: a buyer's purchase; `deposit`: a merchant's net credit for one batch; `fee`: commission of a batch; `adjustment`: by an admin. */
-  kind: 'order' | 'deposit' | 'fee' | 'adjustment';
+  /**
+   * `order`: a buyer's purchase; `deposit`: a merchant's net credit for one batch; `fee`: commission of a batch;
+   * `adjustment`: by an admin; `claim`: interbank clearing, on the server's own peer accounts (section 9).
+   */
+  kind: 'order' | 'deposit' | 'fee' | 'adjustment' | 'claim';
   counterparty: string | null;
   res: string | null;
   oid: string | null;
@@ -58,6 +61,10 @@ export interface Peer {
   hasToken: boolean;
   /** Id of the token the peer presents here. */
   tokenId: string | null;
+  /** Interchange fee this server keeps, as issuer, on each order the peer claims here: basis points. */
+  feeBps: number;
+  /** When the peer's key set was last fetched (Unix seconds), `null` before the first success. */
+  keysFetched: number | null;
   created: number;
   updated: number;
 }
@@ -66,8 +73,14 @@ export interface Peer {
 export const feeAccountId = (cur: string): string => `fees:${cur}`;
 /** The account that balances admin adjustments (money entering or leaving the system). */
 export const externalAccountId = (cur: string): string => `external:${cur}`;
+/** What this server and peer `iss` owe each other in `cur`, as both have booked it (`balance < 0`: the peer owes us). */
+export const peerAccountId = (iss: string, cur: string): string => `peer:${iss}:${cur}`;
+/** Orders under peer `iss`'s credentials credited here and not yet acknowledged by the peer (claims in transit). */
+export const clearingAccountId = (iss: string, cur: string): string => `clearing:${iss}:${cur}`;
+/** Claims a peer refused after this server credited its merchant: this server's loss. */
+export const lossesAccountId = (cur: string): string => `losses:${cur}`;
 /** Ids that belong to system accounts and cannot be created through the API. */
-export const isSystemId = (id: string): boolean => id.startsWith('fees:') || id.startsWith('external:');
+export const isSystemId = (id: string): boolean => /^(fees|external|peer|clearing|losses):/.test(id);
 
 /** sha256 hex of an API token: only the hash is stored. */
 export function hashToken(token: string): string {
@@ -403,17 +416,25 @@ export class Store {
     return { balances, entries, mismatched };
   }
 
-  // Peers (section 9): registration only for now; claims and settlement come with peering.
+  // Peers (section 9). A removed peer stays as a tombstone (`removed` set): its URL and the token we
+  // present there keep our owed claims going out, and its token here keeps working for claims of
+  // orders signed before the removal (src/billing-server/claims.ts); it is listed no more.
 
+  /** Registers a peer, or registers again one removed earlier (its old token here is revoked). */
   async createPeer(
     issuer: string,
     url: string,
     outToken: string | null,
+    feeBps: number,
     now: number,
   ): Promise<{ peer: Peer; token: string }> {
     const t = newToken();
     return this.db.transaction(async (tx) => {
-      if (await tx.get('SELECT issuer FROM peers WHERE issuer = ?', [issuer])) {
+      const prior = await tx.get<{ removed: number | null; token_id: string | null }>(
+        'SELECT removed, token_id FROM peers WHERE issuer = ?',
+        [issuer],
+      );
+      if (prior && prior.removed === null) {
         throw new MicropayError(
           'peer_exists',
           `A peer "${issuer}" is already registered. Change it with PATCH /v1/admin/peers/${issuer}.`,
@@ -429,33 +450,62 @@ export class Store {
         issuer,
         now,
       ]);
-      await tx.run(
-        'INSERT INTO peers (issuer, url, token, token_id, created, updated) VALUES (?, ?, ?, ?, ?, ?)',
-        [issuer, url, outToken, t.tokenId, now, now],
-      );
-      return {
-        peer: { issuer, url, hasToken: outToken !== null, tokenId: t.tokenId, created: now, updated: now },
-        token: t.token,
+      if (prior) {
+        await tx.run('UPDATE tokens SET revoked = ? WHERE id = ? AND revoked IS NULL', [now, prior.token_id]);
+        await tx.run(
+          `UPDATE peers SET url = ?, token = ?, token_id = ?, fee_bps = ?, removed = NULL, keys_fetched = NULL,
+           keys_fresh_until = NULL, created = ?, updated = ? WHERE issuer = ?`,
+          [url, outToken, t.tokenId, feeBps, now, now, issuer],
+        );
+      } else {
+        await tx.run(
+          'INSERT INTO peers (issuer, url, token, token_id, fee_bps, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?)',
+          [issuer, url, outToken, t.tokenId, feeBps, now, now],
+        );
+      }
+      const peer: Peer = {
+        issuer,
+        url,
+        hasToken: outToken !== null,
+        tokenId: t.tokenId,
+        feeBps,
+        keysFetched: null,
+        created: now,
+        updated: now,
       };
+      return { peer, token: t.token };
     });
   }
 
-  async patchPeer(issuer: string, p: { url?: string; token?: string | null }, now: number): Promise<Peer> {
+  async patchPeer(
+    issuer: string,
+    p: { url?: string; token?: string | null; feeBps?: number },
+    now: number,
+  ): Promise<Peer> {
     const sets = ['updated = ?'];
     const params: (string | number | null)[] = [now];
     if (p.url !== undefined) {
-      sets.push('url = ?');
+      // Keys come from the URL: a new one is fetched afresh.
+      sets.push('url = ?', 'keys_fresh_until = NULL');
       params.push(p.url);
     }
     if (p.token !== undefined) {
       sets.push('token = ?');
       params.push(p.token);
     }
-    const n = await this.db.run(`UPDATE peers SET ${sets.join(', ')} WHERE issuer = ?`, [...params, issuer]);
+    if (p.feeBps !== undefined) {
+      sets.push('fee_bps = ?');
+      params.push(p.feeBps);
+    }
+    const n = await this.db.run(`UPDATE peers SET ${sets.join(', ')} WHERE issuer = ? AND removed IS NULL`, [
+      ...params,
+      issuer,
+    ]);
     if (n === 0) throw noPeer(issuer);
     return (await this.peers()).find((x) => x.issuer === issuer)!;
   }
 
+  /** The registered peers (not removed ones). */
   async peers(): Promise<Peer[]> {
     const rows = await this.db.all<
       Row & {
@@ -463,28 +513,35 @@ export class Store {
         url: string;
         token: string | null;
         token_id: string | null;
+        fee_bps: number;
+        keys_fetched: number | null;
         created: number;
         updated: number;
       }
-    >('SELECT issuer, url, token, token_id, created, updated FROM peers ORDER BY issuer');
+    >(
+      'SELECT issuer, url, token, token_id, fee_bps, keys_fetched, created, updated FROM peers WHERE removed IS NULL ORDER BY issuer',
+    );
     return rows.map((r) => ({
       issuer: r.issuer,
       url: r.url,
       hasToken: r.token !== null,
       tokenId: r.token_id,
+      feeBps: r.fee_bps,
+      keysFetched: r.keys_fetched === null ? null : Math.floor(r.keys_fetched / 1000),
       created: r.created,
       updated: r.updated,
     }));
   }
 
+  /** Removes a peer: its keys are forgotten (its credentials stop verifying here); the row stays as a tombstone. */
   async deletePeer(issuer: string, now: number): Promise<void> {
     await this.db.transaction(async (tx) => {
-      const n = await tx.run('DELETE FROM peers WHERE issuer = ?', [issuer]);
+      const n = await tx.run(
+        'UPDATE peers SET removed = ?, updated = ? WHERE issuer = ? AND removed IS NULL',
+        [now, now, issuer],
+      );
       if (n === 0) throw noPeer(issuer);
-      await tx.run("UPDATE tokens SET revoked = ? WHERE subject = ? AND role = 'peer' AND revoked IS NULL", [
-        now,
-        issuer,
-      ]);
+      await tx.run('DELETE FROM peer_keys WHERE issuer = ?', [issuer]);
     });
   }
 }

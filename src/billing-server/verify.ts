@@ -1,7 +1,8 @@
 /**
  * Re-verification of a deposited or authorized order: checks 2 to 6 of
  * PROTOCOL.md section 6 from the billing server's side (the issuer must be
- * this server, keys come from its own key ring, `mer` must be the calling
+ * this server, keys come from its own key ring, or, with `peers`, an active
+ * peer whose keys this server publishes (section 9); `mer` must be the calling
  * merchant, the credential must be valid at `order.iat`). Pure CPU once keys
  * are loaded: verified credentials sit in an LRU by token text (their
  * signature checked and `tid` computed once), buyer keys in a PublicKeyCache.
@@ -66,20 +67,32 @@ export type CheckResult = CheckedOrder | FailedCheck;
 // "The issuer key is not loaded here yet": re-read the key table, then decide.
 const MISS = Symbol('miss');
 
+/** The keys of peer billing servers, as this server publishes them (section 9). */
+export interface PeerKeySource {
+  /** Whether credentials of `iss` are accepted here now (an active peer). */
+  accepts(iss: string): boolean;
+  /** The public key `kid` of peer `iss`, if known now (no I/O). */
+  peek(iss: string, kid: string): KeyObject | undefined;
+  /** After `kid` of `iss` was not found: refetch that peer's key set (rate-limited). */
+  refreshAfterMiss(iss: string, kid: string): Promise<void>;
+}
+
 /** Options of the checker. */
 export interface CheckerOptions {
   issuer: string;
   keys: KeyRing;
   skew: number;
   freshness: number;
+  /** Peers whose credentials verify too (deposits at the acquirer). Default: none, only this server's. */
+  peers?: PeerKeySource;
 }
 
 /** Verifies payment pairs and mp-auth tokens for this billing server. */
 export class OrderChecker {
   private readonly certs = new Lru<string, CachedCert>(10_000);
   private readonly buyerKeys = new PublicKeyCache(10_000);
-  // The kid of the last credential whose key was not loaded (read right after `MISS`, synchronously).
-  private lastMissedKid = '';
+  // The (iss, kid) of the last credential whose key was not loaded (read right after `MISS`, synchronously).
+  private lastMissed = { iss: '', kid: '' };
 
   constructor(private readonly o: CheckerOptions) {}
 
@@ -88,7 +101,12 @@ export class OrderChecker {
     if (typeof token !== 'string')
       return fail('malformed_payment', 'The credential token is missing or not a string.');
     const hit = this.certs.get(token);
-    if (hit) return hit;
+    // A peer's credential stays good only while the peer is active and still lists the key.
+    if (
+      hit &&
+      (hit.cert.iss === this.o.issuer || this.o.peers?.peek(hit.cert.iss, hit.cert.kid) === hit.issuerKey)
+    )
+      return hit;
     let d: DecodedToken;
     let cert: Credential;
     try {
@@ -97,23 +115,27 @@ export class OrderChecker {
     } catch (e) {
       return fail('malformed_payment', messageOf(e));
     }
-    if (cert.iss !== this.o.issuer) {
+    const own = cert.iss === this.o.issuer;
+    const peers = this.o.peers;
+    if (!own && !peers?.accepts(cert.iss)) {
       return fail(
         'unknown_issuer',
         `This billing server is "${this.o.issuer}" and does not settle credentials of "${cert.iss}".`,
       );
     }
-    const issuerKey = this.o.keys.peekPublicKey(cert.kid);
+    const issuerKey = own ? this.o.keys.peekPublicKey(cert.kid) : peers!.peek(cert.iss, cert.kid);
     if (!issuerKey) {
-      this.lastMissedKid = cert.kid;
+      this.lastMissed = { iss: cert.iss, kid: cert.kid };
       if (missing === 'miss') return MISS;
       return fail(
         'unknown_issuer',
-        `The signing key "${cert.kid}" is not one of this billing server's keys.`,
+        own
+          ? `The signing key "${cert.kid}" is not one of this billing server's keys.`
+          : `The signing key "${cert.kid}" is not one of the published keys of "${cert.iss}".`,
       );
     }
     if (!verifySignature(d, issuerKey))
-      return fail('bad_credential', 'The credential is not signed by this billing server.');
+      return fail('bad_credential', `The credential is not signed by "${cert.iss}".`);
     let buyerKey: KeyObject;
     try {
       buyerKey = this.buyerKeys.get(cert.key);
@@ -126,7 +148,8 @@ export class OrderChecker {
   }
 
   /**
-   * Checks 2 to 6 for an order deposited or authorized by merchant `mer`.
+   * Checks 2 to 6 for an order deposited or authorized by merchant `mer`
+   * (`null`: any merchant, for an order a peer claims for one of its merchants).
    * `now` (authorizations) also requires the credential valid now and the order fresh.
    * Synchronous (no promise per order on the deposit hot path) unless the
    * credential names a key this instance has not loaded yet: then it re-reads
@@ -135,20 +158,23 @@ export class OrderChecker {
   check(
     certToken: unknown,
     orderToken: unknown,
-    mer: string,
+    mer: string | null,
     now?: number,
   ): CheckResult | Promise<CheckResult> {
     const r = this.checkWith(certToken, orderToken, mer, now, 'miss');
     if (r !== MISS) return r;
-    return this.o.keys
-      .refreshAfterMiss(this.lastMissedKid)
-      .then(() => this.checkWith(certToken, orderToken, mer, now, 'fail') as CheckResult);
+    const { iss, kid } = this.lastMissed;
+    const refreshed =
+      iss === this.o.issuer || !this.o.peers
+        ? this.o.keys.refreshAfterMiss(kid)
+        : this.o.peers.refreshAfterMiss(iss, kid);
+    return refreshed.then(() => this.checkWith(certToken, orderToken, mer, now, 'fail') as CheckResult);
   }
 
   private checkWith(
     certToken: unknown,
     orderToken: unknown,
-    mer: string,
+    mer: string | null,
     now: number | undefined,
     missing: 'miss' | 'fail',
   ): CheckResult | typeof MISS {
@@ -176,7 +202,7 @@ export class OrderChecker {
       return fail('bad_signature', 'The order was not made under the credential sent with it.');
     if (!verifySignature(od, c.buyerKey))
       return fail('bad_signature', "The order's signature does not verify under the credential's key.");
-    if (order.mer !== mer)
+    if (mer !== null && order.mer !== mer)
       return fail('wrong_merchant', `The order is for merchant "${order.mer}", not "${mer}".`);
     if (order.cur !== cert.cur)
       return fail(
