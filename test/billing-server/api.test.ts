@@ -354,7 +354,7 @@ describe.each(backends)('API on $name', ({ name, skip }) => {
       expect(late.body.results[0].status).toBe('credited');
     });
 
-    it('answers settlement and registers peers (claims are not implemented yet)', async () => {
+    it('answers settlement and registers peers (peering end to end is in peering*.test.ts)', async () => {
       expect((await h.call('get', '/v1/admin/settlement', h.admin)).body).toEqual({ positions: [] });
       const p = await h.call('post', '/v1/admin/peers', h.admin, {
         issuer: 'bank-b',
@@ -386,11 +386,17 @@ describe.each(backends)('API on $name', ({ name, skip }) => {
       expect(
         (await h.call('get', '/v1/admin/peers', h.admin)).body.peers.map((x: { issuer: string }) => x.issuer),
       ).toEqual(['bank-b']);
+      expect(p.body.peer).toMatchObject({ feeBps: 0, keysFetched: null });
       const claim = await h.call('post', '/v1/interbank/claims', p.body.token, { batch: 'c1', orders: [] });
-      expect(claim.status).toBe(501);
-      expect(claim.body.error).toBe('not_implemented');
+      expect(claim.status).toBe(200);
+      expect(claim.body).toEqual({ batch: 'c1', results: [], credited: 0 });
+      expect((await h.call('post', '/v1/interbank/claims', p.body.token, { batch: 'c2' })).status).toBe(400);
       expect((await h.call('delete', '/v1/admin/peers/bank-b', h.admin)).status).toBe(204);
-      expect((await h.call('post', '/v1/interbank/claims', p.body.token, {})).status).toBe(401);
+      expect((await h.call('get', '/v1/admin/peers', h.admin)).body.peers).toEqual([]);
+      // A removed peer's token still claims what we owe it (orders signed before the removal).
+      expect(
+        (await h.call('post', '/v1/interbank/claims', p.body.token, { batch: 'c3', orders: [] })).status,
+      ).toBe(200);
       expect((await h.call('delete', '/v1/admin/peers/bank-b', h.admin)).status).toBe(404);
     });
 
