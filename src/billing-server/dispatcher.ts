@@ -238,12 +238,14 @@ export class WebhookDispatcher {
     );
     if (!due) return [];
     const lease = randomBytes(12).toString('base64url');
+    // SKIP LOCKED: instances claim disjoint rows without waiting on each other; the outer re-check of
+    // next_at keeps a row another instance just leased from being claimed twice even so.
     const skipLocked = this.db.dialect === 'postgres' ? ' FOR UPDATE SKIP LOCKED' : '';
     const claimed = await this.db.all<{ id: number }>(
       `UPDATE webhook_deliveries SET next_at = ?, lease = ? WHERE id IN (
          SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_at <= ? ORDER BY next_at LIMIT ?${skipLocked}
-       ) AND status = 'pending' RETURNING id`,
-      [now + this.o.timeoutMs + LEASE_MARGIN_MS, lease, now, limit],
+       ) AND status = 'pending' AND next_at <= ? RETURNING id`,
+      [now + this.o.timeoutMs + LEASE_MARGIN_MS, lease, now, limit, now],
     );
     if (claimed.length === 0) return [];
     const ids = claimed.map((r) => r.id);
