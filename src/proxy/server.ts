@@ -212,11 +212,14 @@ function delay(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms).unref());
 }
 
-/** The core's options for a configuration; `prev` is the core being replaced, if any. */
+/**
+ * The core's options for a configuration. `receiptSeed`: the key generated for this process by the
+ * first core, used when the configuration names no receipt key.
+ */
 function coreOptions(
   config: ProxyConfig,
   opts: CreateProxyOptions,
-  prev: MicropayCore | null,
+  receiptSeed: string | null,
   store: PaymentStore,
   queue: DepositQueue,
   logger: MicropayLogger,
@@ -234,9 +237,9 @@ function coreOptions(
     }
   }
   const receipts = { ...config.receipts };
-  // A key generated for this process must outlive a reload, or receipts given before it stop working.
-  if (receipts.key === undefined && receipts.keyFile === undefined && prev?.receipt.ephemeral) {
-    receipts.key = Buffer.from(exportSeed(prev.receipt.key)).toString('hex');
+  // A key generated for this process must outlive reloads, or receipts given before them stop working.
+  if (receipts.key === undefined && receipts.keyFile === undefined && receiptSeed !== null) {
+    receipts.key = receiptSeed;
   }
   const o: MicropayOptions = {
     merchant: config.merchant,
@@ -270,11 +273,14 @@ class PaywallProxy implements MicropayProxy {
   private readonly log: pino.Logger;
   private readonly proxy: httpProxy;
   private readonly agents = new Map<string, http.Agent>();
-  private readonly retiring = new Set<State>();
+  /** Every state not closed yet: the current one and old ones still finishing requests or closing. */
+  private readonly live = new Set<State>();
   private readonly tunnels = new Set<Duplex>();
   private readonly ws = new WeakMap<IncomingMessage, WsContext>();
   private readonly started = Date.now();
   private inflight = 0;
+  /** Seed of the receipt key generated for this process when no key is configured (never logged). */
+  private receiptSeed: string | null = null;
   private idle: (() => void)[] = [];
   private closing = false;
   private closed: Promise<void> | null = null;
@@ -357,6 +363,7 @@ class PaywallProxy implements MicropayProxy {
     );
 
     this.state = this.build(config, null);
+    this.live.add(this.state);
     this.proxy = httpProxy.createProxyServer({ xfwd: true });
     this.proxy.on('error', () => {}); // every call passes its own error callback
     this.proxy.on('proxyReq', (proxyReq, req, res) => {
@@ -490,8 +497,11 @@ class PaywallProxy implements MicropayProxy {
     try {
       const logger = this.log.child({ component: 'core' }) as MicropayLogger;
       const core = new MicropayCore(
-        coreOptions(config, this.opts, prev?.core ?? null, store.value, queue.value, logger),
+        coreOptions(config, this.opts, this.receiptSeed, store.value, queue.value, logger),
       );
+      if (core.receipt.ephemeral && this.receiptSeed === null) {
+        this.receiptSeed = Buffer.from(exportSeed(core.receipt.key)).toString('hex');
+      }
       const upstreams = config.upstreams.map((u) => this.upstream(u));
       const only = upstreams.length === 1 ? upstreams[0]! : null;
       return {
@@ -514,7 +524,6 @@ class PaywallProxy implements MicropayProxy {
   /** Closes a state's core (draining its deposits) and releases its stores; once. */
   private retire(s: State): Promise<void> {
     if (!s.closed) {
-      this.retiring.add(s);
       s.closed = (async () => {
         try {
           await s.core.close();
@@ -524,7 +533,7 @@ class PaywallProxy implements MicropayProxy {
         for (const sh of [s.store, s.queue] as Shared<unknown>[]) {
           if (--sh.users === 0) await sh.close().catch(() => {});
         }
-        this.retiring.delete(s);
+        this.live.delete(s);
         this.pruneAgents();
       })();
     }
@@ -532,8 +541,9 @@ class PaywallProxy implements MicropayProxy {
   }
 
   private pruneAgents(): void {
-    const used = new Set<string>(this.state.upstreams.map((u) => u.origin));
-    for (const s of this.retiring) for (const u of s.upstreams) used.add(u.origin);
+    // An old state may still have requests in flight on an agent: keep every agent a live state uses.
+    const used = new Set<string>();
+    for (const s of this.live) for (const u of s.upstreams) used.add(u.origin);
     for (const [origin, agent] of this.agents) {
       if (!used.has(origin) || this.closed) {
         agent.destroy();
@@ -564,6 +574,7 @@ class PaywallProxy implements MicropayProxy {
       );
     }
     this.state = next; // the swap: requests from now on see the new core
+    this.live.add(next);
     old.retired = true;
     if (old.inflight === 0) void this.retire(old);
     if (!this.opts.logger) this.log.level = config.logLevel;
@@ -897,7 +908,7 @@ class PaywallProxy implements MicropayProxy {
       for (const t of this.tunnels) t.destroy();
       const s = this.state;
       s.retired = true;
-      await Promise.all([this.retire(s), ...[...this.retiring].map((r) => this.retire(r))]);
+      await Promise.all([...this.live].map((r) => this.retire(r)));
       for (const a of this.agents.values()) a.destroy();
       this.agents.clear();
       this.proxy.close();

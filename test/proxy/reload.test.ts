@@ -93,6 +93,9 @@ describe('reload', () => {
     expect(again.json().name).toBe('second');
     const replay = await get(`${url}/articles/1`, { 'Micropay-Payment': order });
     expect(replay.json().error).toBe('replayed_order');
+    // And after a second reload.
+    await proxy.reload(proxy.config);
+    expect((await get(`${url}/articles/1`, { 'Micropay-Payment': `receipt="${receipt}"` })).status).toBe(200);
 
     // The request in flight completes, charged, and the old core closes after it, its deposit made.
     expect(oldCore.deposits).not.toBeNull();
@@ -102,7 +105,7 @@ describe('reload', () => {
     expect(done.receipt).toBeTruthy();
     await eventually(() => bank.deposits.filter((d) => d.cert === ivan.cert).length === 2);
     const metrics = await proxy.metrics.getSingleMetricAsString('micropay_proxy_reloads_total');
-    expect(metrics).toContain('micropay_proxy_reloads_total{result="ok"} 1');
+    expect(metrics).toContain('micropay_proxy_reloads_total{result="ok"} 2');
   });
 
   it('refuses a bad configuration and keeps the running one', async () => {
