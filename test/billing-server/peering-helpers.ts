@@ -142,8 +142,15 @@ export async function startBank(
   return bank;
 }
 
-/** Registers `a` and `b` with each other, both ways, with tokens; `fee` is what each keeps as issuer. */
-export async function link(a: Bank, b: Bank, fee: { a?: number; b?: number } = {}): Promise<void> {
+/**
+ * Registers `a` and `b` with each other, both ways, with tokens; `fee` is what each keeps as issuer.
+ * Answers the tokens: `aAtB` is what `a` presents at `b`, `bAtA` what `b` presents at `a`.
+ */
+export async function link(
+  a: Bank,
+  b: Bank,
+  fee: { a?: number; b?: number } = {},
+): Promise<{ aAtB: string; bAtA: string }> {
   const atA = await a.admin.admin.addPeer({ issuer: b.issuer, url: b.url, feeBps: fee.a ?? 0 });
   const atB = await b.admin.admin.addPeer({
     issuer: a.issuer,
@@ -152,6 +159,7 @@ export async function link(a: Bank, b: Bank, fee: { a?: number; b?: number } = {
     feeBps: fee.b ?? 0,
   });
   await a.admin.admin.updatePeer(b.issuer, { token: atB.token });
+  return { aAtB: atB.token, bAtA: atA.token };
 }
 
 /** The peers' keys `bank` publishes, by issuer. */
