@@ -13,6 +13,7 @@ Run and administer a billing server (PROTOCOL.md sections 8 and 10).
 
 Commands:
   serve      Run a billing server: micropay billing serve --port 4000 --issuer bank-a --db ./billing.db
+  statements Export every account's entries of a month: --period 2026-11 --format csv -o FILE
 ${Object.entries(ADMIN_GROUPS)
   .map(([g, s]) => `  ${g.padEnd(9)}  ${s}`)
   .join('\n')}
@@ -38,9 +39,10 @@ export const run: Command = async (argv, io) => {
     return sub === undefined ? 2 : 0;
   }
   if (sub === 'serve') return (await import('./billing/serve.js')).serve(rest, io);
+  if (sub === 'statements') return (await import('./billing/statements.js')).statements(rest, io);
   if (Object.hasOwn(ADMIN_GROUPS, sub)) return runGroup(sub, rest, io);
   throw usage(
-    `"${sub}" is not a billing command; use serve, ${Object.keys(ADMIN_GROUPS).join(', ')}.`,
+    `"${sub}" is not a billing command; use serve, statements, ${Object.keys(ADMIN_GROUPS).join(', ')}.`,
     'billing',
   );
 };
