@@ -21,6 +21,7 @@ import {
   sameCurrency,
   usage,
 } from './format.js';
+import { PEER_GROUPS, PEER_LEAVES } from './peers.js';
 
 /** Where the admin commands look for the server when neither `--url` nor `MICROPAY_BILLING_URL` says. */
 export const DEFAULT_BILLING_URL = 'http://127.0.0.1:4000';
@@ -47,7 +48,7 @@ export const CONNECTION_HELP = `Connection (every admin command):
   -h, --help         this help`;
 
 /** What a leaf command gets once its arguments are parsed. */
-interface Ctx {
+export interface LeafContext {
   io: CliIO;
   values: Values;
   args: string[];
@@ -56,7 +57,7 @@ interface Ctx {
 }
 
 /** One admin command: its name under `billing`, help, own options, positional names, and body. */
-interface Leaf {
+export interface Leaf {
   /** e.g. `accounts create`. */
   name: string;
   /** `<id> --role buyer|merchant ...` */
@@ -67,7 +68,7 @@ interface Leaf {
   options?: Options;
   /** Names of the required positionals, in order. */
   args: string[];
-  run(ctx: Ctx): Promise<void>;
+  run(ctx: LeafContext): Promise<void>;
 }
 
 function print(io: CliIO, text: string): void {
@@ -159,7 +160,7 @@ function limitOption(
 
 const ROLES = new Set(['buyer', 'merchant']);
 
-async function changed(ctx: Ctx, account: Account, sentence: string): Promise<void> {
+async function changed(ctx: LeafContext, account: Account, sentence: string): Promise<void> {
   if (ctx.json) printJson(ctx.io, { account });
   else print(ctx.io, `${sentence}\n${accountCard(account)}`);
 }
@@ -423,10 +424,14 @@ const LEAVES: Leaf[] = [
   },
 ];
 
+// Peers and settlement (section 9) live in peers.ts.
+LEAVES.push(...PEER_LEAVES);
+
 const GROUPS: Record<string, string> = {
   accounts: 'Create and manage buyer and merchant accounts',
   tokens: 'Issue and revoke API tokens',
   keys: 'Rotate the signing key',
+  ...PEER_GROUPS,
 };
 
 function leafHelp(l: Leaf): string {
@@ -470,12 +475,14 @@ const wantsHelp = (argv: string[]) => {
 
 /** Runs `micropay billing <group> ...`. */
 export async function runGroup(group: string, argv: string[], io: CliIO): Promise<number> {
-  const [verb, ...rest] = argv;
-  if (verb === undefined || verb === '--help' || verb === '-h' || verb === 'help') {
+  // A group that is one command (`settlement`) takes its options directly.
+  const solo = LEAVES.find((l) => l.name === group);
+  const [verb, ...rest] = solo ? ['', ...argv] : argv;
+  if (!solo && (verb === undefined || verb === '--help' || verb === '-h' || verb === 'help')) {
     io.stdout.write(groupHelp(group));
     return verb === undefined ? 2 : 0;
   }
-  const leaf = LEAVES.find((l) => l.name === `${group} ${verb}`);
+  const leaf = solo ?? LEAVES.find((l) => l.name === `${group} ${verb}`);
   if (!leaf) {
     const verbs = LEAVES.filter((l) => l.name.startsWith(`${group} `)).map((l) =>
       l.name.slice(group.length + 1),
