@@ -109,9 +109,10 @@ describe('examples/express-basic', () => {
     expect(await again.response.json()).toMatchObject({ via: 'receipt' });
     // 2000 less 2.5%: 1950 to the merchant, once.
     const deadline = Date.now() + 5000;
-    let balance = 0;
-    while (Date.now() < deadline && (balance = (await admin().getAccount('news-site')).balance) < 1950) {
+    let balance = (await admin().getAccount('news-site')).balance;
+    while (Date.now() < deadline && balance < 1950) {
       await new Promise((r) => setTimeout(r, 20));
+      balance = (await admin().getAccount('news-site')).balance;
     }
     expect(balance).toBe(1950);
     expect((await admin().getAccount('bob')).balance).toBe(-2000);
