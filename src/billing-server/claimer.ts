@@ -209,16 +209,23 @@ export class Claimer {
       "SELECT id, peer, cur, attempts FROM claims WHERE status = 'open' AND next_at <= ? AND lease_until <= ? ORDER BY next_at LIMIT 50",
       [t, t],
     );
-    for (const c of due) {
-      if (this.stop.signal.aborted) return;
-      const now = Date.now();
-      // The lease: only the instance whose conditional UPDATE changed the row sends it.
-      const mine = await this.ctx.db.run(
-        "UPDATE claims SET lease_until = ? WHERE id = ? AND status = 'open' AND lease_until <= ?",
-        [now + this.leaseMs, c.id, now],
-      );
-      if (mine === 1) await this.send(c);
-    }
+    // Peers in parallel (one that hangs until its timeout holds up no other), a peer's batches in turn.
+    const byPeer = new Map<string, ClaimRow[]>();
+    for (const c of due) byPeer.set(c.peer, [...(byPeer.get(c.peer) ?? []), c]);
+    await Promise.all(
+      [...byPeer.values()].map(async (list) => {
+        for (const c of list) {
+          if (this.stop.signal.aborted) return;
+          const now = Date.now();
+          // The lease: only the instance whose conditional UPDATE changed the row sends it.
+          const mine = await this.ctx.db.run(
+            "UPDATE claims SET lease_until = ? WHERE id = ? AND status = 'open' AND lease_until <= ?",
+            [now + this.leaseMs, c.id, now],
+          );
+          if (mine === 1) await this.send(c);
+        }
+      }),
+    );
   }
 
   /** Groups unassigned outbox rows into claim batches. */
