@@ -31,6 +31,9 @@ export function onlyFields(b: Record<string, unknown>, allowed: readonly string[
 export function idField(b: Record<string, unknown>, name: string): string {
   const v = b[name];
   if (!isId(v)) throw invalid(`\`${name}\` must be an identifier of 1 to 128 characters [A-Za-z0-9._:-].`);
+  // "." and ".." are valid protocol ids but URL dot-segments: /v1/admin/accounts/.. could never be addressed.
+  if (v === '.' || v === '..')
+    throw invalid(`\`${name}\` may not be "." or "..": it could not be used in a URL path.`);
   return v;
 }
 

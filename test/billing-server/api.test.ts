@@ -118,6 +118,7 @@ describe.each(backends)('API on $name', ({ name, skip }) => {
       const bad: [Record<string, unknown>, string][] = [
         [{ role: 'buyer', currency: 'USD' }, 'id'],
         [{ id: 'a b', role: 'buyer', currency: 'USD' }, 'id'],
+        [{ id: '..', role: 'buyer', currency: 'USD' }, 'id'],
         [{ id: 'fees:USD', role: 'buyer', currency: 'USD' }, 'id'],
         [{ id: 'x', role: 'admin', currency: 'USD' }, 'role'],
         [{ id: 'x', role: 'buyer', currency: 'usd' }, 'currency'],
