@@ -13,18 +13,18 @@ for (const bin of ['dist/esm/cli/micropay.js', 'dist/esm/cli/micropay-proxy.js']
   if (existsSync(bin)) chmodSync(bin, 0o755);
 }
 
-// The browser wallet script, bundled with the options src/wallet/script.ts uses when running from source.
-const { bundleWalletScript } = await import('../dist/esm/wallet/script.js');
+// The browser wallet script, bundled with the options src/middleware/wallet-script.ts uses when running from source.
+const { bundleWalletScript } = await import('../dist/esm/middleware/wallet-script.js');
 const script = await bundleWalletScript('src/wallet/browser-script.ts');
 mkdirSync('dist/browser', { recursive: true });
 writeFileSync('dist/browser/micropay-wallet.js', script);
-// How the compiled script.js finds it: a module beside it that knows its own location.
+// How the compiled wallet-script.js finds it: a module beside it that knows its own location.
 writeFileSync(
-  'dist/esm/wallet/wallet-script-file.js',
+  'dist/esm/middleware/wallet-script-file.js',
   "import { fileURLToPath } from 'node:url';\nexport const file = fileURLToPath(new URL('../../browser/micropay-wallet.js', import.meta.url));\n",
 );
 writeFileSync(
-  'dist/cjs/wallet/wallet-script-file.js',
+  'dist/cjs/middleware/wallet-script-file.js',
   "'use strict';\nexports.file = require('node:path').join(__dirname, '../../browser/micropay-wallet.js');\n",
 );
 const { gzipSync } = await import('node:zlib');

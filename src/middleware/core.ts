@@ -35,10 +35,10 @@ import type { PaymentStore } from '../protocol/store.js';
 import { type Authorizer, type OrderAcceptance, type Rejection, Verifier } from '../protocol/verifier.js';
 import { MemoryDepositQueue, MemoryPaymentStore } from '../stores/memory.js';
 import type { DepositItem, DepositQueue } from '../stores/types.js';
-import { WALLET_SCRIPT_PATH, type WalletScriptAsset, walletScriptAsset } from '../wallet/script.js';
 import { prefersHtml, renderPaywall } from './paywall.js';
 import { type PriceFunction, type PriceSpec, PriceTable, type ResolvedPrice } from './prices.js';
 import { loadReceiptKey, type ReceiptKey, type ReceiptOptions } from './receipts.js';
+import { WALLET_SCRIPT_PATH, type WalletScriptAsset, walletScriptAsset } from './wallet-script.js';
 
 /** The part of a billing client the merchant needs. `createBillingClient` from `micropay/billing-client` fits. */
 export interface MerchantBilling {
@@ -452,7 +452,7 @@ export class MicropayCore {
   async handle(req: IncomingMessage, res: ServerResponse, target = req.url ?? '/'): Promise<Outcome> {
     const method = req.method ?? 'GET';
     // The browser wallet script, answered here so every adapter and the proxy serve it where compiled
-    // pages and the paywall page load it (src/wallet/script.ts). Off with `walletScript: false`.
+    // pages and the paywall page load it (src/middleware/wallet-script.ts). Off with `walletScript: false`.
     if (
       this.walletPath !== null &&
       (method === 'GET' || method === 'HEAD') &&

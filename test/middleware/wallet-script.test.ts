@@ -12,8 +12,8 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type MicropayOptions, micropay } from '../../src/middleware/express.js';
 import { micropay as micropayKoa } from '../../src/middleware/koa.js';
+import { WALLET_SCRIPT_PATH, walletScript, walletScriptAsset } from '../../src/middleware/wallet-script.js';
 import { parseProxyConfig } from '../../src/proxy/config.js';
-import { WALLET_SCRIPT_PATH, walletScript, walletScriptAsset } from '../../src/wallet/script.js';
 import { closeProxies, configObject, startProxy, startUpstream, type Upstream } from '../proxy/helpers.js';
 import { closeServer, listen, startWorld, type World } from '../wallet/helpers.js';
 
