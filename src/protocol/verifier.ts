@@ -127,6 +127,8 @@ export interface VerifierOptions {
   retryAfter?: number;
   /** Credentials kept verified in the LRU. Default 10,000. */
   credentialCacheSize?: number;
+  /** Receipts kept verified in the LRU. Default 10,000. */
+  receiptCacheSize?: number;
   /** Buyer public keys kept in the LRU. Default 10,000. */
   buyerKeyCacheSize?: number;
 }
@@ -177,6 +179,7 @@ export class Verifier {
   private readonly receiptKeys: ReadonlyMap<string, KeyObject>;
   private readonly retryAfter: number;
   private readonly credentials: Lru<string, CachedCredential>;
+  private readonly receipts: Lru<string, Receipt>;
   private readonly buyerKeys: PublicKeyCache;
 
   constructor(o: VerifierOptions) {
@@ -192,6 +195,7 @@ export class Verifier {
     this.receiptKeys = o.receiptKeys ?? new Map();
     this.retryAfter = o.retryAfter ?? 5;
     this.credentials = new Lru(o.credentialCacheSize ?? 10_000);
+    this.receipts = new Lru(o.receiptCacheSize ?? 10_000);
     this.buyerKeys = new PublicKeyCache(o.buyerKeyCacheSize ?? 10_000);
   }
 
@@ -406,20 +410,24 @@ export class Verifier {
   }
 
   private verifyReceipt(token: string, res: string, now: number): Verdict {
-    let receipt: Receipt;
-    let d: ReturnType<typeof decodeToken>;
-    try {
-      d = decodeToken(token, 'mp-receipt');
-      receipt = parseReceipt(d.payload);
-    } catch (e) {
-      return reject('malformed_payment', messageOf(e), 400);
-    }
-    const key = this.receiptKeys.get(receipt.kid);
-    if (receipt.mer !== this.merchant || !key || !verifySignature(d, key)) {
-      return reject(
-        'invalid_receipt',
-        'This receipt was not issued by this merchant. Pay again to get a new one.',
-      );
+    // A receipt is re-presented many times: its signature is checked once, then found by its text.
+    let receipt = this.receipts.get(token);
+    if (!receipt) {
+      let d: ReturnType<typeof decodeToken>;
+      try {
+        d = decodeToken(token, 'mp-receipt');
+        receipt = parseReceipt(d.payload);
+      } catch (e) {
+        return reject('malformed_payment', messageOf(e), 400);
+      }
+      const key = this.receiptKeys.get(receipt.kid);
+      if (receipt.mer !== this.merchant || !key || !verifySignature(d, key)) {
+        return reject(
+          'invalid_receipt',
+          'This receipt was not issued by this merchant. Pay again to get a new one.',
+        );
+      }
+      this.receipts.set(token, receipt);
     }
     if (receipt.res !== res) return reject('invalid_receipt', 'This receipt is for another resource.');
     if (now > receipt.exp + this.skew)
