@@ -45,3 +45,4 @@ async function listen(handler: Parameters<typeof createServer>[1]): Promise<stri
 
 const out = { express: await listen(ex), koa: await listen(koa.callback()) };
 console.log(JSON.stringify(out));
+process.on('SIGTERM', () => process.exit(0));
