@@ -120,6 +120,10 @@ interface State {
   core: MicropayCore;
   upstreams: Upstream[];
   anyUpstream: Upstream | null;
+  /** No price functions: `prices.lookup` is synchronous and calls nothing. */
+  syncPrices: boolean;
+  /** Where the core serves the wallet script (as it decides from `walletScript`); never the fast path. */
+  walletPath: string;
   store: Shared<PaymentStore>;
   queue: Shared<DepositQueue>;
   inflight: number;
@@ -206,6 +210,16 @@ function setPaidHeaders(h: IncomingHttpHeaders, info: PaymentInfo): void {
   h['micropay-paid-oid'] = info.oid;
   // A receipt names no issuer: the header is left out (a client-sent one was stripped).
   if (info.kind === 'order') h['micropay-paid-issuer'] = info.issuer;
+}
+
+/**
+ * The path the core answers with the wallet script for this configuration (its rule: a local path,
+ * else the default), or a path no request has when it serves none.
+ */
+function walletPathOf(config: ProxyConfig): string {
+  const w = config.walletScript;
+  if (w === false) return '\u0000';
+  return typeof w === 'string' && /^\/(?!\/)/.test(w) ? w.split(/[?#]/)[0]! : '/_micropay/wallet.js';
 }
 
 function delay(ms: number): Promise<void> {
@@ -295,7 +309,8 @@ class PaywallProxy implements MicropayProxy {
     reloads: Counter<'result'>;
   };
   private readonly durationBy: Record<string, { observe(v: number): void }>;
-  private readonly counted = new Map<string, { inc(): void }>();
+  /** Requests by `"outcome status"`, copied into `micropay_proxy_requests_total` at each scrape. */
+  private readonly counted = new Map<string, { outcome: string; status: string; n: number }>();
 
   constructor(config: ProxyConfig, opts: CreateProxyOptions) {
     this.opts = opts;
@@ -316,6 +331,11 @@ class PaywallProxy implements MicropayProxy {
         help: 'Requests answered, by outcome (free, paid, answered by the paywall, error) and status',
         labelNames: ['outcome', 'status'],
         registers: [reg],
+        // Counted in a Map per request: prom-client's labelled inc validates and hashes labels on each call.
+        collect() {
+          this.reset();
+          for (const c of self.counted.values()) this.inc({ outcome: c.outcome, status: c.status }, c.n);
+        },
       }),
       duration: new Histogram({
         name: 'micropay_proxy_request_duration_seconds',
@@ -509,6 +529,8 @@ class PaywallProxy implements MicropayProxy {
         core,
         upstreams,
         anyUpstream: only && only.host === undefined && only.pathPrefix === undefined ? only : null,
+        syncPrices: this.opts.dynamicPrices === undefined,
+        walletPath: walletPathOf(config),
         store,
         queue,
         inflight: 0,
@@ -622,15 +644,12 @@ class PaywallProxy implements MicropayProxy {
     return null;
   }
 
-  /** `micropay_proxy_requests_total`, with its children cached (labelling costs a hash per call). */
+  /** Counts a request for `micropay_proxy_requests_total`. */
   private count(outcome: string, status: number): void {
     const key = `${outcome} ${status}`;
-    let c = this.counted.get(key);
-    if (!c) {
-      c = this.m.requests.labels(outcome, String(status));
-      this.counted.set(key, c);
-    }
-    c.inc();
+    const c = this.counted.get(key);
+    if (c) c.n++;
+    else this.counted.set(key, { outcome, status: String(status), n: 1 });
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
@@ -656,19 +675,27 @@ class PaywallProxy implements MicropayProxy {
       sendJson(res, 404, 'no_upstream', NO_UPSTREAM);
       return;
     }
+    // Free at once, without a promise: a price table of fixed prices answers synchronously and the
+    // core has nothing else to do for a free request (its wallet script path aside).
+    if (
+      s.syncPrices &&
+      !url.startsWith(s.walletPath) &&
+      s.core.prices.lookup(req, req.method ?? 'GET', url) === null
+    ) {
+      this.forward(req, res, up);
+      return;
+    }
     s.core.handle(req, res, url).then(
       (o) => {
         if (o.action === 'answered') {
           ctx.outcome = 'answered';
           return;
         }
-        if (req.headers['micropay-payment'] !== undefined) delete req.headers['micropay-payment'];
         if (o.action === 'paid') {
           ctx.outcome = 'paid';
           if (s.config.paidHeaders) setPaidHeaders(req.headers, o.info);
         }
-        if (res.destroyed) return;
-        this.proxy.web(req, res, up.options, (err, _req, r) => this.onUpstreamError(err, req, r, up));
+        if (!res.destroyed) this.forward(req, res, up);
       },
       (e) => {
         ctx.outcome = 'error';
@@ -677,6 +704,12 @@ class PaywallProxy implements MicropayProxy {
         else res.destroy();
       },
     );
+  }
+
+  /** Sends the request upstream, never with the buyer's tokens. */
+  private forward(req: IncomingMessage, res: ServerResponse, up: Upstream): void {
+    if (req.headers['micropay-payment'] !== undefined) delete req.headers['micropay-payment'];
+    this.proxy.web(req, res, up.options, (err, _req, r) => this.onUpstreamError(err, req, r, up));
   }
 
   private onUpstreamError(err: Error, req: IncomingMessage, res: unknown, up: Upstream): void {

@@ -260,6 +260,20 @@ describe('micropay-proxy', () => {
     expect(other.json()).toMatchObject({ name: 'upstream', path: '/_micropay/other' });
   });
 
+  it('serves the wallet script where walletScript says, and none with walletScript: false', async () => {
+    const { url: moved } = await startProxy(config(up.url, { walletScript: '/assets/wallet.js' }), {
+      billing: bank.billing,
+    });
+    const js = await get(`${moved}/assets/wallet.js?v=2`);
+    expect(js.status).toBe(200);
+    expect(js.headers['content-type']).toMatch(/javascript/);
+    expect((await get(`${moved}/_micropay/wallet.js`)).json()).toMatchObject({ name: 'upstream' });
+    const { url: none } = await startProxy(config(up.url, { walletScript: false }), {
+      billing: bank.billing,
+    });
+    expect((await get(`${none}/_micropay/wallet.js`)).json()).toMatchObject({ path: '/_micropay/wallet.js' });
+  });
+
   it('chooses the upstream by host and path prefix, and answers 404 no_upstream when none fits', async () => {
     const api = await startUpstream('api');
     const news = await startUpstream('news');
