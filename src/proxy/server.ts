@@ -395,10 +395,10 @@ class PaywallProxy implements MicropayProxy {
       const ctx = (req as WithContext)[CTX];
       if (ctx) ctx.proxyReq = proxyReq; // aborted by the request's close listener if the client goes away
       const t0 = performance.now();
-      proxyReq.once('response', (proxyRes) => {
+      proxyReq.on('response', (proxyRes) => {
         this.m.upstream.observe((performance.now() - t0) / 1000);
         // An upstream that dies mid-body must not leave the client waiting.
-        proxyRes.once('aborted', () => res.destroy());
+        proxyRes.on('aborted', () => res.destroy());
       });
     });
     this.proxy.on('proxyReqWs', (proxyReq, req) => this.onProxyReqWs(proxyReq, req));
@@ -659,7 +659,8 @@ class PaywallProxy implements MicropayProxy {
     this.enter(s);
     const ctx: RequestContext = { t0: performance.now(), outcome: 'free', proxyReq: null };
     (req as WithContext)[CTX] = ctx;
-    res.once('close', () => {
+    // `on`, not `once`: 'close' comes once, and a once wrapper is an allocation per request.
+    res.on('close', () => {
       this.leave(s);
       // http-proxy does not abort the upstream request when the client goes away after sending its body.
       if (ctx.proxyReq !== null && !res.writableFinished) ctx.proxyReq.destroy();
