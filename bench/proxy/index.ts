@@ -70,6 +70,7 @@ async function start(args: string[], env: Record<string, string> = {}, re = /^\{
 }
 
 interface Run {
+  ok: number;
   rps: number;
   p99: number;
   bad: number;
@@ -103,6 +104,7 @@ async function load(
   });
   const total = r.requests.total;
   return {
+    ok: r['2xx'],
     rps: r.requests.average,
     p99: r.latency.p99,
     bad: r.non2xx + r.errors,
@@ -185,10 +187,30 @@ const paidPool = orders(
   Math.min(400_000, Math.ceil(warm['micropay free']!.rps * (ROUNDS * DURATION + WARMUP) * 1.3) + 2000),
 );
 const nextOrder = pool(paidPool);
-await load(`${micropay.info.url}/paid`, nextOrder, micropay.pid, WARMUP);
+/** Waits until the proxy has deposited every order it charged, so deposits never run during a measurement. */
+async function depositsDone(charged: number): Promise<void> {
+  for (let i = 0; i < 600; i++) {
+    const text = await (await fetch(`${micropay.info.url}/_micropay/metrics`)).text();
+    const credited = /micropay_deposited_orders_total\{status="credited"\} (\d+)/.exec(text)?.[1];
+    if (Number(credited ?? 0) >= charged) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  console.log('  warning: deposits still running after 60 s');
+}
+let charged = (await load(`${micropay.info.url}/paid`, nextOrder, micropay.pid, WARMUP)).ok;
+await depositsDone(charged);
 const runs: Record<string, Run[]> = Object.fromEntries(targets.map((t) => [t.name, []]));
+// Paid first in each round, then its deposits are awaited, then the others.
+const order = [targets[3]!, targets[0]!, targets[1]!, targets[2]!];
 for (let round = 0; round < ROUNDS; round++) {
-  for (const t of targets) runs[t.name]!.push(await load(t.url, t.paid ? nextOrder : null, t.pid));
+  for (const t of order) {
+    const r = await load(t.url, t.paid ? nextOrder : null, t.pid);
+    runs[t.name]!.push(r);
+    if (t.paid) {
+      charged += r.ok;
+      await depositsDone(charged);
+    }
+  }
 }
 stopAll();
 
