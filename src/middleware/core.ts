@@ -18,7 +18,7 @@ import pino from 'pino';
 import { Counter, Histogram, Registry } from 'prom-client';
 import { type DeadLetter, type DepositAnswer, DepositBatcher } from '../billing-client/batcher.js';
 import type { PriceManifest } from '../compile/manifest.js';
-import { signToken } from '../protocol/crypto.js';
+import { signTokenInPool } from '../protocol/crypto.js';
 import { MicropayError } from '../protocol/errors.js';
 import { isId } from '../protocol/ids.js';
 import type { KeyResolver, KeySetDocument } from '../protocol/keys.js';
@@ -539,7 +539,10 @@ export class MicropayCore {
       res: res_,
       mode: v.mode,
     };
-    this.chargeOnHeaders(req, res, v, priced, info);
+    // The receipt is signed now, on the thread pool, while nothing waits on the event loop;
+    // it is sent only if the response is charged.
+    const receipt = await this.signReceipt(v, priced);
+    this.chargeOnHeaders(req, res, v, receipt, info);
     return { action: 'paid', info };
   }
 
@@ -548,7 +551,7 @@ export class MicropayCore {
     req: IncomingMessage,
     res: ServerResponse,
     v: OrderAcceptance,
-    priced: ResolvedPrice,
+    receipt: string,
     info: PaymentInfo,
   ): void {
     let decided = false;
@@ -558,7 +561,7 @@ export class MicropayCore {
       decided = true;
       res.writeHead = original;
       if (status > 0 && this.charge(status)) {
-        if (!res.headersSent) res.setHeader('Micropay-Receipt', this.signReceipt(v, priced));
+        if (!res.headersSent) res.setHeader('Micropay-Receipt', receipt);
         const item: DepositItem = { cert: v.certToken, order: v.orderToken };
         if (v.auth !== undefined) item.auth = v.auth;
         this.track(
@@ -587,7 +590,7 @@ export class MicropayCore {
     });
   }
 
-  private signReceipt(v: OrderAcceptance, priced: ResolvedPrice): string {
+  private signReceipt(v: OrderAcceptance, priced: ResolvedPrice): Promise<string> {
     const iat = this.now();
     const r: Receipt = {
       typ: 'mp-receipt',
@@ -602,7 +605,7 @@ export class MicropayCore {
       iat,
       exp: iat + priced.duration,
     };
-    return signToken(r, this.receipt.key);
+    return signTokenInPool(r, this.receipt.key);
   }
 
   private track(p: Promise<unknown>): void {

@@ -110,6 +110,27 @@ export function verifySignature(decoded: DecodedToken, publicKey: KeyObject): bo
 }
 
 /**
+ * Checks a signature on libuv's thread pool (the callback form of `crypto.verify`), so the
+ * event loop serves other requests meanwhile: on a server this is the hot path's one
+ * expensive step, and moving it off the main thread lets a second core take it.
+ */
+export function verifySignatureInPool(decoded: DecodedToken, publicKey: KeyObject): Promise<boolean> {
+  return new Promise((resolve) => {
+    verify(null, decoded.signingInput, publicKey, decoded.signature, (err, ok) => resolve(!err && ok));
+  });
+}
+
+/** Signs a payload into a token on libuv's thread pool (see `verifySignatureInPool`). */
+export function signTokenInPool<T extends { typ: TokenType }>(payload: T, key: SigningKey): Promise<string> {
+  const seg = encodePayload(payload);
+  return new Promise((resolve, reject) => {
+    sign(null, signingInput(payload.typ, seg), key.privateKey, (err, sig) =>
+      err ? reject(err) : resolve(joinToken(seg, sig)),
+    );
+  });
+}
+
+/**
  * Decodes a token and checks its signature; returns the payload or throws
  * (`malformed_payment` for framing, `bad_signature` for the signature).
  */

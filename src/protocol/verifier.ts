@@ -12,7 +12,7 @@
  */
 import type { KeyObject } from 'node:crypto';
 import { decodeToken } from './codec.js';
-import { PublicKeyCache, tid, verifySignature } from './crypto.js';
+import { PublicKeyCache, tid, verifySignature, verifySignatureInPool } from './crypto.js';
 import { isMicropayError } from './errors.js';
 import { type PaymentHeader, parsePaymentHeader } from './header.js';
 import type { KeyResolver } from './keys.js';
@@ -306,7 +306,7 @@ export class Verifier {
     // Check 4.
     if (order.cid !== c.cid)
       return reject('bad_signature', 'The order was not made under the credential sent with it.');
-    if (!verifySignature(od, c.buyerKey!)) {
+    if (!(await verifySignatureInPool(od, c.buyerKey!))) {
       return reject('bad_signature', "The order's signature does not verify under the credential's key.");
     }
     // Check 5.
