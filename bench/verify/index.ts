@@ -71,9 +71,14 @@ async function nodeRun(): Promise<number> {
     store,
   });
   const t0 = performance.now();
-  for (const header of headers) {
-    const v = await verifier.verify({ res, price: { amt: 2000, cur: 'USD' }, header, now });
-    if (!v.ok) throw new Error(`rejected: ${v.code}`);
+  // 32 payments in flight, as on a busy server: the signature checks run on libuv's thread pool.
+  for (let i = 0; i < headers.length; i += 32) {
+    const vs = await Promise.all(
+      headers
+        .slice(i, i + 32)
+        .map((header) => verifier.verify({ res, price: { amt: 2000, cur: 'USD' }, header, now })),
+    );
+    for (const v of vs) if (!v.ok) throw new Error(`rejected: ${v.code}`);
   }
   const ms = performance.now() - t0;
   await store.close();
@@ -112,8 +117,8 @@ await nodeRun(); // warm up
 const rawOps = rawRun();
 const nodeOps = await nodeRun();
 const nobleOps = await nobleRun();
-console.log(`verify (node:crypto, full offline path): ${Math.round(nodeOps)} payments/s`);
+console.log(`verify (node:crypto, full offline path, 32 in flight): ${Math.round(nodeOps)} payments/s`);
 console.log(`verify (@noble/ed25519, signature path):  ${Math.round(nobleOps)} payments/s`);
-console.log(`raw Ed25519 verify (node:crypto):         ${Math.round(rawOps)} checks/s`);
+console.log(`raw Ed25519 verify (node:crypto, main thread only):${Math.round(rawOps)} checks/s`);
 console.log(`full path / raw verify = ${(nodeOps / rawOps).toFixed(2)}`);
 console.log(`ratio node:crypto / noble = ${(nodeOps / nobleOps).toFixed(1)}x`);
