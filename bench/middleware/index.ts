@@ -26,7 +26,7 @@ async function start(script: string, env: Record<string, string> = {}) {
   });
   return { child, info: JSON.parse(line) };
 }
-const bank = await start('bench/middleware/billing.ts');
+const bank = await start('bench/lib/billing.ts');
 const billing = bank.info as { url: string; merchantToken: string; cert: string; seed: string };
 const merchant = await start('bench/middleware/server.ts', {
   BENCH_BILLING_URL: billing.url,

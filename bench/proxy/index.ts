@@ -118,7 +118,7 @@ const median = (xs: number[]) => {
 };
 
 // --- the servers ----------------------------------------------------------------------------
-const billing = (await start(['--import', 'tsx', 'bench/proxy/billing.ts'])).info;
+const billing = (await start(['--import', 'tsx', 'bench/lib/billing.ts'])).info;
 const up = await start(['--import', 'tsx', 'bench/proxy/upstream.ts']);
 const upstream = up.info.url!;
 const plainServer = await start(['--import', 'tsx', 'bench/proxy/plain.ts'], { BENCH_UPSTREAM: upstream });

@@ -1,7 +1,8 @@
 /**
- * The bench's billing server, in a process of its own so that deposits do
- * not take CPU from the merchant being measured. Prints one JSON line: its
- * URL, the merchant token, a buyer credential and the buyer's seed.
+ * The benches' billing server (the real one, SQLite in memory), in a process
+ * of its own so that deposits do not take CPU from the merchant or proxy being
+ * measured. Prints one JSON line: its URL, the merchant token, a buyer
+ * credential with a large offline limit, and the buyer's seed.
  */
 import { createBillingClient } from '../../src/billing-client/index.js';
 import { createBillingServer } from '../../src/billing-server/index.js';
