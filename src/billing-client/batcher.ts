@@ -11,23 +11,10 @@
 import { EventEmitter } from 'node:events';
 import { peekPayload } from '../protocol/codec.js';
 import { isMicropayError } from '../protocol/errors.js';
+import type { DepositAnswer } from '../protocol/messages.js';
 import type { DepositItem, DepositQueue } from '../stores/types.js';
 
-/** One order's fate in a deposit answer (PROTOCOL.md section 8). */
-export interface DepositResult {
-  oid: string;
-  status: 'credited' | 'duplicate' | 'rejected';
-  reason?: string;
-  amt?: number;
-  fee?: number;
-}
-
-/** The answer to `POST /v1/deposits`. */
-export interface DepositAnswer {
-  batch: string;
-  results: DepositResult[];
-  credited: number;
-}
+export type { DepositAnswer, DepositResult } from '../protocol/messages.js';
 
 /** What the batcher needs of the billing client. `deposit` throws when the server cannot be reached. */
 export interface Depositor {

@@ -26,6 +26,10 @@
  * the order is queued in the claims outbox in the same transaction.
  */
 import { type Authorization, type Credential, MicropayError, signToken } from '../protocol/index.js';
+import type {
+  DepositAnswer as WireDepositAnswer,
+  DepositResult as WireDepositResult,
+} from '../protocol/messages.js';
 import { type ClaimOrder, ensureSystemAccounts, queueClaims } from './claim-queue.js';
 import type { Queryable, Tx } from './db/types.js';
 import { inList } from './db/types.js';
@@ -47,25 +51,14 @@ import type { CheckCode, CheckedOrder, FailedCheck, OrderChecker } from './verif
 export type DepositReason = CheckCode | 'over_limit' | 'replayed_order';
 
 /** One order of a deposit answer. */
-export interface DepositResult {
-  /** The order's `oid`; `null` when the order token could not be read. */
-  oid: string | null;
-  status: 'credited' | 'duplicate' | 'rejected';
+/** A deposit result whose rejection reason is one the ledger gives. */
+export interface DepositResult extends WireDepositResult {
   reason?: DepositReason;
-  /** A sentence for people, with a rejection. */
-  message?: string;
-  /** Credited: the order amount. */
-  amt?: number;
-  /** Credited: the commission kept. */
-  fee?: number;
 }
 
-/** `POST /v1/deposits` answer. */
-export interface DepositAnswer {
-  batch: string;
+/** `POST /v1/deposits` answer (the wire shape of `protocol/messages.ts`). */
+export interface DepositAnswer extends WireDepositAnswer {
   results: DepositResult[];
-  /** Total credited to the merchant by this batch, after fees. */
-  credited: number;
 }
 
 /** One order as deposited. */

@@ -223,3 +223,26 @@ export function parseOffer(p: unknown): Offer {
   if (o.typ !== 'mp-offer' || o.v !== 1) throw malformed('The offer must have typ "mp-offer" and v 1.');
   return validate<Offer>('mp-offer', o, OFFER_FIELDS, [f('title', TEXT), f('name', TEXT)]);
 }
+
+/** One order's fate in the answer to a deposit (or an interbank claim), PROTOCOL.md section 8. */
+export interface DepositResult {
+  /** The order's `oid`; `null` when the order token could not be read. */
+  oid: string | null;
+  status: 'credited' | 'duplicate' | 'rejected';
+  /** With `rejected`: the code (section 6 codes, or `over_limit`). */
+  reason?: string;
+  /** A sentence for people, with a rejection. */
+  message?: string;
+  /** Credited: the order amount. */
+  amt?: number;
+  /** Credited: the commission kept. */
+  fee?: number;
+}
+
+/** The answer to `POST /v1/deposits` and `POST /v1/interbank/claims`. */
+export interface DepositAnswer {
+  batch: string;
+  results: DepositResult[];
+  /** Total credited by this batch, after fees. */
+  credited: number;
+}
