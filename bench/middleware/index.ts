@@ -6,12 +6,10 @@
  * Prints ratios only mean anything measured together.
  */
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
-import { b64urlEncode } from '../../src/protocol/base64url.js';
-import { signingKeyFromSeed, signToken, tid } from '../../src/protocol/crypto.js';
-import { formatPaymentHeader } from '../../src/protocol/header.js';
+import { signingKeyFromSeed } from '../../src/protocol/crypto.js';
 import { hasWrk, type LoadResult, load, loadAtRate, loadMeasured } from '../lib/load.js';
+import { orderHeaders } from '../lib/orders.js';
 
 const DURATION = Number(process.env.BENCH_SECONDS ?? 5);
 
@@ -34,31 +32,8 @@ const merchant = await start('bench/middleware/server.ts', {
 });
 const info = { ...billing, ...(merchant.info as { express: string; koa: string }) };
 const key = signingKeyFromSeed(info.seed);
-const cid = tid(info.cert);
 
-function orders(n: number): string[] {
-  const iat = Math.floor(Date.now() / 1000);
-  return Array.from({ length: n }, () =>
-    formatPaymentHeader({
-      kind: 'order',
-      cert: info.cert,
-      order: signToken(
-        {
-          typ: 'mp-order',
-          v: 1,
-          cid,
-          mer: 'news-site',
-          res: 'GET /paid',
-          amt: 2000,
-          cur: 'USD',
-          iat,
-          oid: b64urlEncode(randomBytes(16)),
-        },
-        key,
-      ),
-    }),
-  );
-}
+const orders = (n: number): string[] => orderHeaders(info.cert, key, n);
 
 async function firstReceipt(base: string): Promise<string> {
   const [h] = orders(1);

@@ -23,9 +23,8 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import autocannon from 'autocannon';
 import { build } from 'esbuild';
-import { b64urlEncode } from '../../src/protocol/base64url.js';
-import { signingKeyFromSeed, signToken, tid } from '../../src/protocol/crypto.js';
-import { formatPaymentHeader } from '../../src/protocol/header.js';
+import { signingKeyFromSeed } from '../../src/protocol/crypto.js';
+import { orderHeaders } from '../lib/orders.js';
 
 const DURATION = Number(process.env.BENCH_SECONDS ?? 3);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -144,30 +143,7 @@ const micropay = await start(
 );
 
 const key = signingKeyFromSeed(billing.seed!);
-const cid = tid(billing.cert!);
-function orders(n: number): string[] {
-  const iat = Math.floor(Date.now() / 1000);
-  return Array.from({ length: n }, () =>
-    formatPaymentHeader({
-      kind: 'order',
-      cert: billing.cert!,
-      order: signToken(
-        {
-          typ: 'mp-order',
-          v: 1,
-          cid,
-          mer: 'news-site',
-          res: 'GET /paid',
-          amt: 2000,
-          cur: 'USD',
-          iat,
-          oid: b64urlEncode(randomBytes(16)),
-        },
-        key,
-      ),
-    }),
-  );
-}
+const orders = (n: number): string[] => orderHeaders(billing.cert!, key, n);
 function pool(list: string[]): () => Record<string, string> {
   let i = 0;
   return () => ({ 'micropay-payment': list[i++ % list.length]! });

@@ -5,10 +5,8 @@
  * larger than the verifier's key cache, `iat` moving one second per 1,000),
  * so that the process being measured holds none of it. Stops at EPIPE.
  */
-import { randomBytes } from 'node:crypto';
-import { b64urlEncode } from '../../src/protocol/base64url.js';
-import { generateSigningKey, signingKeyFromSeed, signToken, tid } from '../../src/protocol/crypto.js';
-import { formatPaymentHeader } from '../../src/protocol/header.js';
+import { generateSigningKey, signingKeyFromSeed, signToken } from '../../src/protocol/crypto.js';
+import { orderHeader } from '../lib/orders.js';
 
 const bank = signingKeyFromSeed(process.env.BENCH_BANK_SEED!);
 const t0 = Number(process.env.BENCH_T0);
@@ -39,21 +37,7 @@ function more(): void {
         },
         bank,
       );
-      const order = signToken(
-        {
-          typ: 'mp-order',
-          v: 1,
-          cid: tid(cert),
-          mer: 'news-site',
-          res: 'GET /paid',
-          amt: 2000,
-          cur: 'USD',
-          iat,
-          oid: b64urlEncode(randomBytes(16)),
-        },
-        key,
-      );
-      lines.push(formatPaymentHeader({ kind: 'order', cert, order }));
+      lines.push(orderHeader(cert, key, iat));
     }
     ok = process.stdout.write(`${lines.join('\n')}\n`);
   }
