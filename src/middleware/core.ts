@@ -451,12 +451,14 @@ export class MicropayCore {
    */
   async handle(req: IncomingMessage, res: ServerResponse, target = req.url ?? '/'): Promise<Outcome> {
     const method = req.method ?? 'GET';
+    // (No split of the target per request: most requests are not for the script.)
     // The browser wallet script, answered here so every adapter and the proxy serve it where compiled
     // pages and the paywall page load it (src/middleware/wallet-script.ts). Off with `walletScript: false`.
     if (
       this.walletPath !== null &&
       (method === 'GET' || method === 'HEAD') &&
-      target.split('?')[0] === this.walletPath
+      target.startsWith(this.walletPath) &&
+      (target.length === this.walletPath.length || target[this.walletPath.length] === '?')
     ) {
       await this.sendWalletScript(req, res);
       return { action: 'answered' };
