@@ -6,8 +6,9 @@
  *
  * Everything that can be done once is done in the constructor: options are
  * validated, prices parsed, route patterns compiled, keys imported. The hot
- * path does one price lookup, one verifier call (cached credential, one
- * signature check, one store call) and, when charged, one receipt signature.
+ * path does one price lookup and one verifier call (cached credential, one
+ * store call, and the order's signature check with the receipt's signature in
+ * one trip to the crypto thread, `protocol/crypto-thread.ts`).
  *
  * Charging is decided when the response's headers are written (a wrapped
  * `writeHead`, which Node calls for implicit headers too): the body is never
@@ -18,7 +19,6 @@ import pino from 'pino';
 import { Counter, Histogram, Registry } from 'prom-client';
 import { type DeadLetter, type DepositAnswer, DepositBatcher } from '../billing-client/batcher.js';
 import type { PriceManifest } from '../compile/manifest.js';
-import { signTokenInPool } from '../protocol/crypto.js';
 import { MicropayError } from '../protocol/errors.js';
 import { isId } from '../protocol/ids.js';
 import type { KeyResolver, KeySetDocument } from '../protocol/keys.js';
@@ -409,6 +409,7 @@ export class MicropayCore {
       skew: this.skew,
       failOpenMax: this.failOpenMax,
       receiptKeys: new Map([[this.receipt.kid, this.receipt.key.publicKey]]),
+      receiptSigner: this.receipt,
     };
     this.verifier = new Verifier(verifierOpts);
     if (!o.accepts && keys.subscribe) {
@@ -505,7 +506,13 @@ export class MicropayCore {
       return { action: 'answered' };
     }
     const t0 = performance.now();
-    const v = await this.verifier!.verify({ res: res_, price: priced.price, header, now: this.now() });
+    const v = await this.verifier!.verify({
+      res: res_,
+      price: priced.price,
+      header,
+      now: this.now(),
+      receiptDuration: priced.duration,
+    });
     this.m.verify.observe((performance.now() - t0) / 1000);
     if (!v.ok) {
       this.m.rejections.inc({ code: v.code });
@@ -541,10 +548,9 @@ export class MicropayCore {
       res: res_,
       mode: v.mode,
     };
-    // The receipt is signed now, on the thread pool, while nothing waits on the event loop;
-    // it is sent only if the response is charged.
-    const receipt = await this.signReceipt(v, priced);
-    this.chargeOnHeaders(req, res, v, receipt, info);
+    // The receipt was signed with the order's check, on the crypto thread; it is sent only if the
+    // response is charged.
+    this.chargeOnHeaders(req, res, v, v.receipt!, info);
     return { action: 'paid', info };
   }
 
@@ -590,24 +596,6 @@ export class MicropayCore {
     res.once('close', () => {
       if (!decided) decide(res.headersSent ? res.statusCode : 0);
     });
-  }
-
-  private signReceipt(v: OrderAcceptance, priced: ResolvedPrice): Promise<string> {
-    const iat = this.now();
-    const r: Receipt = {
-      typ: 'mp-receipt',
-      v: 1,
-      mer: this.merchant,
-      kid: this.receipt.kid,
-      res: v.order.res,
-      oid: v.order.oid,
-      amt: v.order.amt,
-      cur: v.order.cur,
-      sub: v.cert.sub,
-      iat,
-      exp: iat + priced.duration,
-    };
-    return signTokenInPool(r, this.receipt.key);
   }
 
   private track(p: Promise<unknown>): void {

@@ -21,6 +21,7 @@ import {
   signingInput,
   type TokenType,
 } from './codec.js';
+import { cryptoThread } from './crypto-thread.js';
 import { MicropayError } from './errors.js';
 import { Lru } from './lru.js';
 
@@ -110,24 +111,26 @@ export function verifySignature(decoded: DecodedToken, publicKey: KeyObject): bo
 }
 
 /**
- * Checks a signature on libuv's thread pool (the callback form of `crypto.verify`), so the
- * event loop serves other requests meanwhile: on a server this is the hot path's one
- * expensive step, and moving it off the main thread lets a second core take it.
+ * Checks a signature on the crypto thread (`crypto-thread.ts`), so the event loop serves other
+ * requests meanwhile: on a server this is the hot path's one expensive step, and moving it off
+ * the main thread lets a second core take it. `x` is the key's base64url text (the thread keeps
+ * its own imported keys by it).
  */
-export function verifySignatureInPool(decoded: DecodedToken, publicKey: KeyObject): Promise<boolean> {
-  return new Promise((resolve) => {
-    verify(null, decoded.signingInput, publicKey, decoded.signature, (err, ok) => resolve(!err && ok));
-  });
+export function verifySignatureOffThread(
+  decoded: DecodedToken,
+  publicKey: KeyObject,
+  x: string,
+): Promise<boolean> {
+  return cryptoThread().verify(decoded.signingInput, decoded.signature, publicKey, x);
 }
 
-/** Signs a payload into a token on libuv's thread pool (see `verifySignatureInPool`). */
-export function signTokenInPool<T extends { typ: TokenType }>(payload: T, key: SigningKey): Promise<string> {
+/** Signs a payload into a token on the crypto thread (see `verifySignatureOffThread`). */
+export async function signTokenOffThread<T extends { typ: TokenType }>(
+  payload: T,
+  key: SigningKey,
+): Promise<string> {
   const seg = encodePayload(payload);
-  return new Promise((resolve, reject) => {
-    sign(null, signingInput(payload.typ, seg), key.privateKey, (err, sig) =>
-      err ? reject(err) : resolve(joinToken(seg, sig)),
-    );
-  });
+  return joinToken(seg, await cryptoThread().sign(signingInput(payload.typ, seg), key.privateKey));
 }
 
 /**

@@ -6,6 +6,7 @@ import {
   type Authorizer,
   createVerifier,
   decodeToken,
+  generateSigningKey,
   StaticKeyResolver,
   signingKeyFromSeed,
   signToken,
@@ -66,6 +67,8 @@ describe('shared vectors v1', () => {
 
   describe('merchant cases through the verifier', () => {
     const m = V.merchant;
+    // Every accepted order also comes back with its receipt, signed in the same trip.
+    const receiptKey = generateSigningKey();
     for (const c of V.merchantCases) {
       it(`${c.name} -> ${c.expect}`, async () => {
         const store = new MemoryPaymentStore();
@@ -83,12 +86,39 @@ describe('shared vectors v1', () => {
           onlineThreshold: m.onlineThreshold,
           freshness: m.freshness,
           skew: m.skew,
+          receiptSigner: { kid: 'r1', key: receiptKey },
+          receiptKeys: new Map([['r1', receiptKey.publicKey]]),
         });
-        const run = (header: string) => verifier.verify({ res: m.res, price: m.price, header, now: V.now });
+        const run = (header: string) =>
+          verifier.verify({ res: m.res, price: m.price, header, now: V.now, receiptDuration: 600 });
         for (const h of c.before ?? []) expect((await run(h)).ok).toBe(true);
         asked = 0;
         const v = await run(c.header);
         await store.close();
+        if (v.ok && v.kind === 'order') {
+          const rd = decodeToken(v.receipt, 'mp-receipt');
+          expect(verifySignature(rd, receiptKey.publicKey)).toBe(true);
+          expect(rd.payload).toEqual({
+            typ: 'mp-receipt',
+            v: 1,
+            mer: m.mer,
+            kid: 'r1',
+            res: v.order.res,
+            oid: v.order.oid,
+            amt: v.order.amt,
+            cur: v.order.cur,
+            sub: v.cert.sub,
+            iat: V.now,
+            exp: V.now + 600,
+          });
+          const again = await verifier.verify({
+            res: m.res,
+            price: m.price,
+            now: V.now,
+            header: `receipt="${v.receipt}"`,
+          });
+          expect(again).toMatchObject({ ok: true, kind: 'receipt' });
+        }
         if (c.expect === 'ok') {
           expect(v).toMatchObject({ ok: true, kind: 'order', mode: 'offline' });
           expect(asked).toBe(0);

@@ -1,0 +1,128 @@
+import { spawnSync } from 'node:child_process';
+import { randomBytes, sign, verify } from 'node:crypto';
+import type { Worker } from 'node:worker_threads';
+import { afterEach, describe, expect, it } from 'vitest';
+import { generateSigningKey } from '../../src/protocol/crypto.js';
+import { CryptoThread } from '../../src/protocol/crypto-thread.js';
+
+const threads: CryptoThread[] = [];
+function thread(maxInFlight?: number): CryptoThread {
+  const t = new CryptoThread(maxInFlight);
+  threads.push(t);
+  return t;
+}
+afterEach(async () => {
+  await Promise.all(threads.splice(0).map((t) => t.close()));
+});
+
+const worker = (t: CryptoThread) => (t as unknown as { worker: Worker | null }).worker;
+
+describe('CryptoThread', () => {
+  it('verifies exactly as node:crypto does, good and tampered signatures alike', async () => {
+    const t = thread();
+    const keys = Array.from({ length: 5 }, () => generateSigningKey());
+    const cases = Array.from({ length: 300 }, (_, i) => {
+      const k = keys[i % keys.length]!;
+      const data = randomBytes(20 + (i % 200));
+      const sig = sign(null, data, k.privateKey);
+      if (i % 3 === 1) sig[i % 64]! ^= 1 << (i % 8); // a flipped bit
+      if (i % 3 === 2) data[0]! ^= 0xff; // other data
+      return { k, data, sig, want: verify(null, data, k.publicKey, sig) };
+    });
+    const got = await Promise.all(cases.map((c) => t.verify(c.data, c.sig, c.k.publicKey, c.k.x)));
+    expect(got).toEqual(cases.map((c) => c.want));
+    expect(got.filter(Boolean)).toHaveLength(100);
+    expect(t.stats.fallbacks).toBe(0);
+  });
+
+  it('signs the same bytes as node:crypto (Ed25519 is deterministic)', async () => {
+    const t = thread();
+    const a = generateSigningKey();
+    const b = generateSigningKey();
+    const data = Array.from({ length: 50 }, () => randomBytes(100));
+    const sigs = await Promise.all(data.map((d, i) => t.sign(d, (i % 2 ? a : b).privateKey)));
+    sigs.forEach((s, i) => {
+      expect(Buffer.from(s)).toEqual(sign(null, data[i]!, (i % 2 ? a : b).privateKey));
+    });
+  });
+
+  it('sends the jobs of one tick in one batch: an order check and its receipt share a trip', async () => {
+    const t = thread();
+    const k = generateSigningKey();
+    const data = randomBytes(64);
+    const sig = sign(null, data, k.privateKey);
+    const [ok, s] = await Promise.all([t.verify(data, sig, k.publicKey, k.x), t.sign(data, k.privateKey)]);
+    expect(ok).toBe(true);
+    expect(Buffer.from(s)).toEqual(sig);
+    expect(t.stats).toEqual({ batches: 1, jobs: 2, fallbacks: 0 });
+  });
+
+  it('gathers the jobs that wait behind a full window into the next batch', async () => {
+    const t = thread(1);
+    const k = generateSigningKey();
+    const data = randomBytes(64);
+    const sig = sign(null, data, k.privateKey);
+    const first = t.verify(data, sig, k.publicKey, k.x);
+    await new Promise((r) => setImmediate(r)); // the first batch is on its way
+    const rest: Promise<boolean>[] = [];
+    for (let i = 0; i < 10; i++) {
+      rest.push(t.verify(data, sig, k.publicKey, k.x));
+      await Promise.resolve();
+    }
+    expect(await first).toBe(true);
+    expect(await Promise.all(rest)).toEqual(Array(10).fill(true));
+    expect(t.stats.batches).toBe(2);
+  });
+
+  it('takes views of larger buffers (only the view travels)', async () => {
+    const t = thread();
+    const k = generateSigningKey();
+    const big = randomBytes(8192);
+    const data = big.subarray(100, 300);
+    const sig = Buffer.concat([randomBytes(10), sign(null, data, k.privateKey)]).subarray(10);
+    expect(await t.verify(data, sig, k.publicKey, k.x)).toBe(true);
+  });
+
+  it('finishes the jobs of a thread that dies on the event loop, then starts a new one', async () => {
+    const t = thread();
+    const k = generateSigningKey();
+    // Enough work (tens of ms) that the thread is still busy when it is killed.
+    const data = Array.from({ length: 400 }, () => randomBytes(100));
+    const pending = data.map((d) => t.sign(d, k.privateKey));
+    await new Promise((r) => setImmediate(r));
+    const w = worker(t)!;
+    expect(w).not.toBeNull();
+    await w.terminate();
+    const sigs = await Promise.all(pending);
+    sigs.forEach((s, i) => expect(Buffer.from(s)).toEqual(sign(null, data[i]!, k.privateKey)));
+    // A new thread, which must be given the signing key again.
+    const again = await t.sign(data[0]!, k.privateKey);
+    expect(Buffer.from(again)).toEqual(sigs[0]);
+    expect(worker(t)).not.toBe(w);
+    expect(t.stats.fallbacks).toBeGreaterThan(0);
+  });
+
+  it('rejects a signature with a key that cannot sign, rather than resolving garbage', async () => {
+    const t = thread();
+    const k = generateSigningKey();
+    await expect(t.sign(randomBytes(10), k.publicKey)).rejects.toThrow();
+  });
+
+  it('keeps a process alive while a job is in flight, and lets it exit when idle', () => {
+    const script = `
+      import { CryptoThread } from './src/protocol/crypto-thread.ts';
+      import { generateSigningKey } from './src/protocol/crypto.ts';
+      import { sign } from 'node:crypto';
+      const k = generateSigningKey();
+      const data = Buffer.from('hello');
+      new CryptoThread().verify(data, sign(null, data, k.privateKey), k.publicKey, k.x).then((ok) => console.log('ok', ok));
+    `;
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    expect(r.error).toBeUndefined();
+    expect(r.stdout.trim()).toBe('ok true');
+    expect(r.status).toBe(0);
+  });
+});
