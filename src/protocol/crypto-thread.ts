@@ -22,33 +22,20 @@ import { Worker } from 'node:worker_threads';
 const WORKER_SOURCE = `
 'use strict';
 const { parentPort } = require('node:worker_threads');
-const { createPublicKey, sign, verify } = require('node:crypto');
-const MAX_KEYS = 10000;
-const publicKeys = new Map();
-const signingKeys = new Map();
-function publicKey(x) {
-  let k = publicKeys.get(x);
-  if (k === undefined) {
-    k = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x }, format: 'jwk' });
-    if (publicKeys.size >= MAX_KEYS) publicKeys.delete(publicKeys.keys().next().value);
-    publicKeys.set(x, k);
-  }
-  return k;
-}
+const { sign, verify } = require('node:crypto');
 parentPort.on('message', (m) => {
-  if (m.keys) for (const [id, key] of m.keys) signingKeys.set(id, key);
   const jobs = m.jobs;
   const out = new Array(jobs.length / 4);
   for (let i = 0, j = 0; i < jobs.length; i += 4, j++) {
     if (jobs[i] === 0) {
       try {
-        out[j] = verify(null, jobs[i + 1], publicKey(jobs[i + 3]), jobs[i + 2]);
+        out[j] = verify(null, jobs[i + 1], jobs[i + 3], jobs[i + 2]);
       } catch {
         out[j] = false;
       }
     } else {
       try {
-        const s = sign(null, jobs[i + 1], signingKeys.get(jobs[i + 3]));
+        const s = sign(null, jobs[i + 1], jobs[i + 3]);
         out[j] = s.byteLength === s.buffer.byteLength ? s : new Uint8Array(s);
       } catch {
         out[j] = null;
@@ -69,13 +56,13 @@ interface Pending {
 /** One thread and its batching. Use `cryptoThread()` for the process's shared one. */
 export class CryptoThread {
   private worker: Worker | null = null;
-  /** Queued jobs, four slots each: op (0 verify, 1 sign), data, signature, key (`x` or a private `KeyObject`). */
+  /**
+   * Queued jobs, four slots each: op (0 verify, 1 sign), data, signature, key. Keys travel with
+   * every job: a posted `KeyObject` shares its key material with this thread's (about 5 µs a job),
+   * where a key cache in the thread would hold a second copy of every buyer's key.
+   */
   private jobs: unknown[] = [];
   private waiting: Pending[] = [];
-  private readonly keyIds = new WeakMap<KeyObject, number>();
-  private nextKeyId = 1;
-  /** Signing keys the current worker holds. */
-  private sentKeys = new Set<number>();
   private readonly inFlight = new Map<number, Pending[]>();
   private nextBatch = 1;
   private scheduled = false;
@@ -89,9 +76,9 @@ export class CryptoThread {
    */
   constructor(private readonly maxInFlight = 16) {}
 
-  /** Whether `signature` is the Ed25519 signature of `data` under `publicKey`, whose base64url is `x`. */
-  verify(data: Uint8Array, signature: Uint8Array, publicKey: KeyObject, x: string): Promise<boolean> {
-    return this.push(0, own(data), own(signature), x, () => verify(null, data, publicKey, signature));
+  /** Whether `signature` is the Ed25519 signature of `data` under `publicKey`. */
+  verify(data: Uint8Array, signature: Uint8Array, publicKey: KeyObject): Promise<boolean> {
+    return this.push(0, own(data), own(signature), publicKey, () => verify(null, data, publicKey, signature));
   }
 
   /** The Ed25519 signature of `data` by `privateKey`. */
@@ -116,7 +103,7 @@ export class CryptoThread {
     op: 0 | 1,
     data: Uint8Array,
     sig: Uint8Array | null,
-    key: string | KeyObject,
+    key: KeyObject,
     fallback: () => T,
   ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
@@ -139,38 +126,27 @@ export class CryptoThread {
     if (this.waiting.length === 0 || this.inFlight.size >= this.maxInFlight) return;
     const w = this.worker ?? this.start();
     const jobs = this.jobs;
-    const keys: [number, KeyObject][] = [];
-    for (let i = 0; i < jobs.length; i += 4) {
-      if (jobs[i] !== 1) continue;
-      const k = jobs[i + 3] as KeyObject;
-      let id = this.keyIds.get(k);
-      if (id === undefined) {
-        id = this.nextKeyId++;
-        this.keyIds.set(k, id);
-      }
-      if (!this.sentKeys.has(id)) {
-        this.sentKeys.add(id);
-        keys.push([id, k]);
-      }
-      jobs[i + 3] = id;
-    }
     const id = this.nextBatch++;
     this.jobsSent += this.waiting.length;
     this.inFlight.set(id, this.waiting);
     this.jobs = [];
     this.waiting = [];
     if (this.inFlight.size === 1) w.ref();
-    w.postMessage(keys.length ? { id, jobs, keys } : { id, jobs });
+    w.postMessage({ id, jobs });
   }
 
   private start(): Worker {
-    const w = new Worker(WORKER_SOURCE, { eval: true });
+    // Its heap holds one batch at a time: small limits keep its RSS small (a thread that outgrows
+    // them dies, and its jobs are done here).
+    const w = new Worker(WORKER_SOURCE, {
+      eval: true,
+      resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 32 },
+    });
     w.on('message', (m: { id: number; out: unknown[] }) => this.answered(w, m));
     w.on('error', () => this.lost(w));
     w.on('exit', () => this.lost(w));
     w.unref();
     this.worker = w;
-    this.sentKeys = new Set();
     return w;
   }
 

@@ -113,15 +113,10 @@ export function verifySignature(decoded: DecodedToken, publicKey: KeyObject): bo
 /**
  * Checks a signature on the crypto thread (`crypto-thread.ts`), so the event loop serves other
  * requests meanwhile: on a server this is the hot path's one expensive step, and moving it off
- * the main thread lets a second core take it. `x` is the key's base64url text (the thread keeps
- * its own imported keys by it).
+ * the main thread lets a second core take it.
  */
-export function verifySignatureOffThread(
-  decoded: DecodedToken,
-  publicKey: KeyObject,
-  x: string,
-): Promise<boolean> {
-  return cryptoThread().verify(decoded.signingInput, decoded.signature, publicKey, x);
+export function verifySignatureOffThread(decoded: DecodedToken, publicKey: KeyObject): Promise<boolean> {
+  return cryptoThread().verify(decoded.signingInput, decoded.signature, publicKey);
 }
 
 /** Signs a payload into a token on the crypto thread (see `verifySignatureOffThread`). */

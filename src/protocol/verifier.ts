@@ -345,7 +345,7 @@ export class Verifier {
             this.receiptSigner.key,
           )
         : undefined;
-    if (!(await verifySignatureOffThread(od, c.buyerKey!, cert.key))) {
+    if (!(await verifySignatureOffThread(od, c.buyerKey!))) {
       signed?.catch(() => {});
       return reject('bad_signature', "The order's signature does not verify under the credential's key.");
     }

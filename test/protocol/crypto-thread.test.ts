@@ -29,7 +29,7 @@ describe('CryptoThread', () => {
       if (i % 3 === 2) data[0]! ^= 0xff; // other data
       return { k, data, sig, want: verify(null, data, k.publicKey, sig) };
     });
-    const got = await Promise.all(cases.map((c) => t.verify(c.data, c.sig, c.k.publicKey, c.k.x)));
+    const got = await Promise.all(cases.map((c) => t.verify(c.data, c.sig, c.k.publicKey)));
     expect(got).toEqual(cases.map((c) => c.want));
     expect(got.filter(Boolean)).toHaveLength(100);
     expect(t.stats.fallbacks).toBe(0);
@@ -51,7 +51,7 @@ describe('CryptoThread', () => {
     const k = generateSigningKey();
     const data = randomBytes(64);
     const sig = sign(null, data, k.privateKey);
-    const [ok, s] = await Promise.all([t.verify(data, sig, k.publicKey, k.x), t.sign(data, k.privateKey)]);
+    const [ok, s] = await Promise.all([t.verify(data, sig, k.publicKey), t.sign(data, k.privateKey)]);
     expect(ok).toBe(true);
     expect(Buffer.from(s)).toEqual(sig);
     expect(t.stats).toEqual({ batches: 1, jobs: 2, fallbacks: 0 });
@@ -62,11 +62,11 @@ describe('CryptoThread', () => {
     const k = generateSigningKey();
     const data = randomBytes(64);
     const sig = sign(null, data, k.privateKey);
-    const first = t.verify(data, sig, k.publicKey, k.x);
+    const first = t.verify(data, sig, k.publicKey);
     await new Promise((r) => setImmediate(r)); // the first batch is on its way
     const rest: Promise<boolean>[] = [];
     for (let i = 0; i < 10; i++) {
-      rest.push(t.verify(data, sig, k.publicKey, k.x));
+      rest.push(t.verify(data, sig, k.publicKey));
       await Promise.resolve();
     }
     expect(await first).toBe(true);
@@ -80,7 +80,7 @@ describe('CryptoThread', () => {
     const big = randomBytes(8192);
     const data = big.subarray(100, 300);
     const sig = Buffer.concat([randomBytes(10), sign(null, data, k.privateKey)]).subarray(10);
-    expect(await t.verify(data, sig, k.publicKey, k.x)).toBe(true);
+    expect(await t.verify(data, sig, k.publicKey)).toBe(true);
   });
 
   it('finishes the jobs of a thread that dies on the event loop, then starts a new one', async () => {
@@ -95,7 +95,7 @@ describe('CryptoThread', () => {
     await w.terminate();
     const sigs = await Promise.all(pending);
     sigs.forEach((s, i) => expect(Buffer.from(s)).toEqual(sign(null, data[i]!, k.privateKey)));
-    // A new thread, which must be given the signing key again.
+    // A new thread takes the next job.
     const again = await t.sign(data[0]!, k.privateKey);
     expect(Buffer.from(again)).toEqual(sigs[0]);
     expect(worker(t)).not.toBe(w);
@@ -115,7 +115,7 @@ describe('CryptoThread', () => {
       import { sign } from 'node:crypto';
       const k = generateSigningKey();
       const data = Buffer.from('hello');
-      new CryptoThread().verify(data, sign(null, data, k.privateKey), k.publicKey, k.x).then((ok) => console.log('ok', ok));
+      new CryptoThread().verify(data, sign(null, data, k.privateKey), k.publicKey).then((ok) => console.log('ok', ok));
     `;
     const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
       encoding: 'utf8',
