@@ -9,6 +9,12 @@ const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789
 const LOOKUP = new Int16Array(128).fill(-1);
 for (let i = 0; i < ALPHABET.length; i++) LOOKUP[ALPHABET.charCodeAt(i)] = i;
 
+/** The 6-bit value of the character at `k`, or -1. */
+function val(text: string, k: number): number {
+  const c = text.charCodeAt(k);
+  return c < 128 ? LOOKUP[c]! : -1;
+}
+
 /** Encodes bytes as unpadded base64url. */
 export function b64urlEncode(bytes: Uint8Array): string {
   if (typeof Buffer !== 'undefined') {
@@ -41,15 +47,11 @@ export function b64urlDecode(text: string): Uint8Array | null {
   const out = new Uint8Array(Math.floor((len * 3) / 4));
   let o = 0;
   let i = 0;
-  const val = (k: number): number => {
-    const c = text.charCodeAt(k);
-    return c < 128 ? LOOKUP[c]! : -1;
-  };
   for (; i + 3 < len; i += 4) {
-    const a = val(i);
-    const b = val(i + 1);
-    const c = val(i + 2);
-    const d = val(i + 3);
+    const a = val(text, i);
+    const b = val(text, i + 1);
+    const c = val(text, i + 2);
+    const d = val(text, i + 3);
     if ((a | b | c | d) < 0) return null;
     const n = (a << 18) | (b << 12) | (c << 6) | d;
     out[o++] = n >> 16;
@@ -58,14 +60,14 @@ export function b64urlDecode(text: string): Uint8Array | null {
   }
   const rest = len - i;
   if (rest === 2) {
-    const a = val(i);
-    const b = val(i + 1);
+    const a = val(text, i);
+    const b = val(text, i + 1);
     if ((a | b) < 0 || (b & 15) !== 0) return null;
     out[o++] = (a << 2) | (b >> 4);
   } else if (rest === 3) {
-    const a = val(i);
-    const b = val(i + 1);
-    const c = val(i + 2);
+    const a = val(text, i);
+    const b = val(text, i + 1);
+    const c = val(text, i + 2);
     if ((a | b | c) < 0 || (c & 3) !== 0) return null;
     const n = (a << 18) | (b << 12) | (c << 6);
     out[o++] = n >> 16;

@@ -29,14 +29,9 @@ export function parseStringDictionary(input: string): Map<string, string> {
   const s = input;
   let i = 0;
   const n = s.length;
-  const skipSP = () => {
-    while (i < n && s.charCodeAt(i) === 0x20) i++;
-  };
-  const skipOWS = () => {
-    while (i < n && (s.charCodeAt(i) === 0x20 || s.charCodeAt(i) === 0x09)) i++;
-  };
   const out = new Map<string, string>();
-  skipSP();
+  // (Loops written out, not helper closures: this runs on every paid request.)
+  while (i < n && s.charCodeAt(i) === 0x20) i++;
   if (i >= n) throw malformed('The Micropay-Payment header is empty.');
   for (;;) {
     const c0 = s.charCodeAt(i);
@@ -80,12 +75,12 @@ export function parseStringDictionary(input: string): Map<string, string> {
     if (out.has(key)) throw malformed(`The Micropay-Payment header has "${key.slice(0, 16)}" twice.`);
     out.set(key, value);
     if (out.size > MAX_MEMBERS) throw malformed('The Micropay-Payment header has too many members.');
-    skipOWS();
+    while (i < n && (s.charCodeAt(i) === 0x20 || s.charCodeAt(i) === 0x09)) i++;
     if (i >= n) return out;
     if (s.charCodeAt(i) !== 0x2c)
       throw malformed(`The Micropay-Payment header expected "," at character ${i + 1}.`);
     i++;
-    skipOWS();
+    while (i < n && (s.charCodeAt(i) === 0x20 || s.charCodeAt(i) === 0x09)) i++;
     if (i >= n) throw malformed('The Micropay-Payment header ends with a trailing ",".');
   }
 }

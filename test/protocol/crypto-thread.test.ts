@@ -6,9 +6,11 @@ import { generateSigningKey } from '../../src/protocol/crypto.js';
 import { CryptoThread } from '../../src/protocol/crypto-thread.js';
 
 const threads: CryptoThread[] = [];
-function thread(maxInFlight?: number): CryptoThread {
-  const t = new CryptoThread(maxInFlight);
+/** A thread that has started (jobs sent before that are done on the event loop). */
+async function thread(options?: ConstructorParameters<typeof CryptoThread>[0]): Promise<CryptoThread> {
+  const t = new CryptoThread(options);
   threads.push(t);
+  await t.start();
   return t;
 }
 afterEach(async () => {
@@ -19,7 +21,7 @@ const worker = (t: CryptoThread) => (t as unknown as { worker: Worker | null }).
 
 describe('CryptoThread', () => {
   it('verifies exactly as node:crypto does, good and tampered signatures alike', async () => {
-    const t = thread();
+    const t = await thread();
     const keys = Array.from({ length: 5 }, () => generateSigningKey());
     const cases = Array.from({ length: 300 }, (_, i) => {
       const k = keys[i % keys.length]!;
@@ -36,7 +38,7 @@ describe('CryptoThread', () => {
   });
 
   it('signs the same bytes as node:crypto (Ed25519 is deterministic)', async () => {
-    const t = thread();
+    const t = await thread();
     const a = generateSigningKey();
     const b = generateSigningKey();
     const data = Array.from({ length: 50 }, () => randomBytes(100));
@@ -47,7 +49,7 @@ describe('CryptoThread', () => {
   });
 
   it('sends the jobs of one tick in one batch: an order check and its receipt share a trip', async () => {
-    const t = thread();
+    const t = await thread();
     const k = generateSigningKey();
     const data = randomBytes(64);
     const sig = sign(null, data, k.privateKey);
@@ -58,7 +60,7 @@ describe('CryptoThread', () => {
   });
 
   it('gathers the jobs that wait behind a full window into the next batch', async () => {
-    const t = thread(1);
+    const t = await thread({ maxInFlight: 1 });
     const k = generateSigningKey();
     const data = randomBytes(64);
     const sig = sign(null, data, k.privateKey);
@@ -75,7 +77,7 @@ describe('CryptoThread', () => {
   });
 
   it('takes views of larger buffers (only the view travels)', async () => {
-    const t = thread();
+    const t = await thread();
     const k = generateSigningKey();
     const big = randomBytes(8192);
     const data = big.subarray(100, 300);
@@ -84,7 +86,7 @@ describe('CryptoThread', () => {
   });
 
   it('finishes the jobs of a thread that dies on the event loop, then starts a new one', async () => {
-    const t = thread();
+    const t = await thread();
     const k = generateSigningKey();
     // Enough work (tens of ms) that the thread is still busy when it is killed.
     const data = Array.from({ length: 400 }, () => randomBytes(100));
@@ -102,8 +104,37 @@ describe('CryptoThread', () => {
     expect(t.stats.fallbacks).toBeGreaterThan(0);
   });
 
+  it('does the jobs of a thread still starting on the event loop, then uses the thread', async () => {
+    const t = new CryptoThread();
+    threads.push(t);
+    const k = generateSigningKey();
+    const data = randomBytes(64);
+    const sig = sign(null, data, k.privateKey);
+    expect(await t.verify(data, sig, k.publicKey)).toBe(true);
+    expect(t.stats).toEqual({ batches: 0, jobs: 0, fallbacks: 1 });
+    await t.start();
+    expect(await t.verify(data, sig, k.publicKey)).toBe(true);
+    expect(t.stats).toEqual({ batches: 1, jobs: 1, fallbacks: 1 });
+  });
+
+  it('stops an idle thread, and starts it again for the next jobs', async () => {
+    const t = await thread({ idleMs: 100 });
+    const k = generateSigningKey();
+    const data = randomBytes(64);
+    expect(Buffer.from(await t.sign(data, k.privateKey))).toEqual(sign(null, data, k.privateKey));
+    const first = worker(t);
+    expect(first).not.toBeNull();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(worker(t)).toBeNull();
+    expect(Buffer.from(await t.sign(data, k.privateKey))).toEqual(sign(null, data, k.privateKey));
+    await t.start();
+    expect(worker(t)).not.toBe(first);
+    expect(Buffer.from(await t.sign(data, k.privateKey))).toEqual(sign(null, data, k.privateKey));
+    expect(t.stats.batches).toBe(2);
+  });
+
   it('rejects a signature with a key that cannot sign, rather than resolving garbage', async () => {
-    const t = thread();
+    const t = await thread();
     const k = generateSigningKey();
     await expect(t.sign(randomBytes(10), k.publicKey)).rejects.toThrow();
   });
@@ -115,14 +146,16 @@ describe('CryptoThread', () => {
       import { sign } from 'node:crypto';
       const k = generateSigningKey();
       const data = Buffer.from('hello');
-      new CryptoThread().verify(data, sign(null, data, k.privateKey), k.publicKey).then((ok) => console.log('ok', ok));
+      const t = new CryptoThread();
+      await t.start();
+      t.verify(data, sign(null, data, k.privateKey), k.publicKey).then((ok) => console.log('ok', ok, t.stats.batches));
     `;
     const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
       encoding: 'utf8',
       timeout: 20_000,
     });
     expect(r.error).toBeUndefined();
-    expect(r.stdout.trim()).toBe('ok true');
+    expect(r.stdout.trim()).toBe('ok true 1');
     expect(r.status).toBe(0);
   });
 });
