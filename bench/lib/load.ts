@@ -3,7 +3,7 @@
  * is installed (`apt-get install wrk`): a C load generator leaves the 2 cores
  * here to the server far better than autocannon, whose per-request header
  * setup otherwise becomes the bottleneck and flattens every ratio. Latency at a
- * fixed rate uses autocannon (`overallRate`). Per-request headers (pre-signed
+ * fixed rate is `paced.ts`. Per-request headers (pre-signed
  * orders) are fed to wrk from a file through a small Lua script.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -108,31 +108,6 @@ export async function load(
     url,
     connections,
     duration: seconds,
-    requests: [
-      {
-        setupRequest: (req) => ({
-          ...req,
-          headers: headers.length ? { 'micropay-payment': headers[i++ % headers.length]! } : {},
-        }),
-      },
-    ],
-  });
-  return { rps: r.requests.average, p99: r.latency.p99, non2xx: r.non2xx, tool: 'autocannon' };
-}
-
-/** Requests at a fixed total rate (autocannon), for latency at a given load. */
-export async function loadAtRate(
-  url: string,
-  headers: string[],
-  seconds: number,
-  rate: number,
-): Promise<LoadResult> {
-  let i = 0;
-  const r = await autocannon({
-    url,
-    connections: 8,
-    duration: seconds,
-    overallRate: rate,
     requests: [
       {
         setupRequest: (req) => ({

@@ -2,20 +2,22 @@
  * bench/middleware: the same app's free route, paid route (unique pre-signed
  * orders, cached credential) and receipt re-access, for Express and for Koa,
  * in one run; then free and paid at the same fixed rate (half the paid
- * route's throughput) to compare p99 latency.
+ * route's throughput), paced open loop (`bench/lib/paced.ts`), to compare
+ * p99 latency.
  *
  * The merchant runs in its own process; the billing server in another, at
  * idle priority (it stands for a service on another machine; see
- * `bench/lib/priority.ts`), and every charged order must be credited before
- * the report. The machine is shared and noisy: free, paid and receipt are
+ * `bench/lib/priority.ts`): the deposits of a paid run flow during that run,
+ * are all credited before the next run starts, and are counted in the report. The machine is shared and noisy: free, paid and receipt are
  * measured in interleaved rounds, and each ratio is the median of the rounds'
  * ratios. BENCH_SECONDS (default 5) and BENCH_ROUNDS (default 3) set them.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { signingKeyFromSeed } from '../../src/protocol/crypto.js';
-import { hasWrk, type LoadResult, load, loadAtRate, loadMeasured } from '../lib/load.js';
+import { hasWrk, type LoadResult, load, loadMeasured } from '../lib/load.js';
 import { orderHeaders } from '../lib/orders.js';
+import { type PacedResult, paced } from '../lib/paced.js';
 import { idlePriority } from '../lib/priority.js';
 
 const DURATION = Number(process.env.BENCH_SECONDS ?? 5);
@@ -87,8 +89,8 @@ interface FrameworkResult {
   paid: LoadResult[];
   receipt: LoadResult[];
   rate: number;
-  freeAtRate: LoadResult;
-  paidAtRate: LoadResult;
+  freeAtRate: PacedResult;
+  paidAtRate: PacedResult;
   deposits: Deposits;
 }
 const results: Record<string, FrameworkResult> = {};
@@ -99,6 +101,7 @@ for (const fw of ['express', 'koa'] as const) {
   const warm = await load(`${base}/free`, [], 2);
   await load(`${base}/paid`, orders(Math.ceil(warm.rps * 2) + 1000), 2);
   await load(`${base}/paid`, receipt, 1);
+  await depositsSettled(base);
   const r: Omit<FrameworkResult, 'rate' | 'freeAtRate' | 'paidAtRate' | 'deposits'> = {
     free: [],
     paid: [],
@@ -110,17 +113,27 @@ for (const fw of ['express', 'koa'] as const) {
     const pool = orders(Math.ceil(free.rps * DURATION * 1.1) + 1000);
     r.free.push(free);
     r.paid.push(await loadMeasured(pid, `${base}/paid`, pool, DURATION));
+    // The paid run's deposits finish before the next run, which must not pay for them.
+    await depositsSettled(base);
     r.receipt.push(await loadMeasured(pid, `${base}/paid`, receipt, DURATION));
   }
   // Latency: both routes at the same rate, one the paid route takes with room to spare.
   const rate = Math.max(100, Math.floor(median(r.paid.map((x) => x.rps)) / 2));
-  const freeAtRate = await loadAtRate(`${base}/free`, [], DURATION, rate);
-  const paidAtRate = await loadAtRate(`${base}/paid`, orders(rate * DURATION + 1000), DURATION, rate);
+  // Each after a second at that rate, unmeasured, so that neither starts cold (the crypto thread
+  // stops after 5 s without payments, and the receipt and free runs made none).
+  await paced(`${base}/free`, [], 1, rate);
+  const freeAtRate = await paced(`${base}/free`, [], DURATION, rate);
+  const pool = orders(rate * (DURATION + 1) + 1000);
+  await paced(`${base}/paid`, pool.slice(0, rate), 1, rate);
+  const paidAtRate = await paced(`${base}/paid`, pool.slice(rate), DURATION, rate);
   const deposits = await depositsSettled(base);
   results[fw] = { ...r, rate, freeAtRate, paidAtRate, deposits };
-  for (const [k, v] of Object.entries({ ...r, freeAtRate: [freeAtRate], paidAtRate: [paidAtRate] })) {
+  for (const [k, v] of Object.entries(r)) {
     const bad = v.reduce((a, x) => a + x.non2xx, 0);
     if (bad > 0) console.log(`  warning: ${fw} ${k} had ${bad} non-2xx answers`);
+  }
+  for (const [k, v] of Object.entries({ freeAtRate, paidAtRate })) {
+    if (v.bad > 0) console.log(`  warning: ${fw} ${k} had ${v.bad} non-2xx answers or errors`);
   }
 }
 
@@ -142,8 +155,8 @@ for (const [fw, r] of Object.entries(results)) {
       `receipt/free ${r.receipt.map((x, i) => f(x.rps / r.free[i]!.rps)).join(', ')}\n` +
       `${''.padEnd(8)} per merchant CPU-second (both of its threads): paid/free ${f(ratio(r.paid, r.free, 'perCpu'))}` +
       `  receipt/free ${f(ratio(r.receipt, r.free, 'perCpu'))}\n` +
-      `${''.padEnd(8)} p99 at ${r.rate} req/s: free ${r.freeAtRate.p99} ms, paid ${r.paidAtRate.p99} ms ` +
-      `(adds ${r.paidAtRate.p99 - r.freeAtRate.p99} ms)\n` +
+      `${''.padEnd(8)} at ${r.rate} req/s, paced: p99 free ${r.freeAtRate.p99} ms, paid ${r.paidAtRate.p99} ms ` +
+      `(adds ${f(r.paidAtRate.p99 - r.freeAtRate.p99)} ms); p50 free ${r.freeAtRate.p50}, paid ${r.paidAtRate.p50}\n` +
       `${''.padEnd(8)} deposits: ${d.charged} orders charged, ${d.credited} credited, ${d.rejected} rejected ` +
       `(settled ${d.seconds} s after the last run)`,
   );

@@ -10,9 +10,11 @@
  * one message, so under load the event loop pays a few µs per job, the
  * signatures run hot, and verifying and signing for one request share a trip.
  *
- * The thread is started on first use, holds the process open only while jobs
+ * The thread is started on first use (or by `start()`; jobs that come while it
+ * starts are done on the event loop), holds the process open only while jobs
  * are in flight, and is replaced if it dies: its unanswered jobs are then done
- * on the event loop, so a job never fails for the thread's sake.
+ * on the event loop, so a job never fails for the thread's sake. It costs
+ * about 18 MB of RSS (a V8 isolate with small heap limits).
  */
 import { type KeyObject, sign, verify } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
@@ -71,22 +73,17 @@ export class CryptoThread {
   /** The current worker has started and takes jobs. */
   private online = false;
   private onlineWaiters: (() => void)[] = [];
-  private idleTimer: NodeJS.Timeout | null = null;
   /** A thread that died before it started is not started again before this time (ms). */
   private respawnAt = 0;
   private readonly maxInFlight: number;
-  private readonly idleMs: number;
 
   /**
    * @param options.maxInFlight batches sent and not yet answered; past it, jobs wait and go
    *   together in the next batch. A deep window keeps the thread fed while the event loop is busy
    *   with HTTP (with two, measured here, the thread sat idle 40% of the time under load). Default 16.
-   * @param options.idleMs the thread stops after this long without a job, and gives back its
-   *   memory (about 15 to 30 MB of RSS); the next job starts it again. Default 5000.
    */
-  constructor(options: { maxInFlight?: number; idleMs?: number } = {}) {
+  constructor(options: { maxInFlight?: number } = {}) {
     this.maxInFlight = options.maxInFlight ?? 16;
-    this.idleMs = options.idleMs ?? 5000;
   }
 
   /** Starts the thread now rather than on the first job; resolves when it takes jobs. */
@@ -116,8 +113,6 @@ export class CryptoThread {
 
   /** Stops the thread; jobs in flight are done on the event loop. */
   async close(): Promise<void> {
-    if (this.idleTimer) clearTimeout(this.idleTimer);
-    this.idleTimer = null;
     const w = this.worker;
     if (!w) return;
     this.lost(w);
@@ -149,10 +144,6 @@ export class CryptoThread {
   private flush(): void {
     this.scheduled = false;
     if (this.waiting.length === 0 || this.inFlight.size >= this.maxInFlight) return;
-    if (this.idleTimer) {
-      clearTimeout(this.idleTimer);
-      this.idleTimer = null;
-    }
     const w = this.worker ?? (Date.now() >= this.respawnAt ? this.spawn() : null);
     if (!w || !this.online) {
       // A thread takes tens of ms to start: rather than make these requests wait, do their jobs here.
@@ -178,7 +169,7 @@ export class CryptoThread {
     // them dies, and its jobs are done here).
     const w = new Worker(WORKER_SOURCE, {
       eval: true,
-      resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 32 },
+      resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 16, stackSizeMb: 1 },
     });
     w.on('message', (m: { id: number; out: unknown[] }) => this.answered(w, m));
     w.on('online', () => {
@@ -186,7 +177,6 @@ export class CryptoThread {
       this.online = true;
       if (this.inFlight.size === 0) w.unref();
       for (const r of this.onlineWaiters.splice(0)) r();
-      this.armIdle();
       this.schedule();
     });
     w.on('error', () => this.lost(w));
@@ -197,27 +187,12 @@ export class CryptoThread {
     return w;
   }
 
-  /** Stops the thread after `idleMs` without jobs. */
-  private armIdle(): void {
-    if (this.idleTimer || this.inFlight.size > 0 || this.waiting.length > 0) return;
-    this.idleTimer = setTimeout(() => {
-      this.idleTimer = null;
-      const w = this.worker;
-      if (!w || this.inFlight.size > 0 || this.waiting.length > 0) return;
-      this.worker = null;
-      this.online = false;
-      void w.terminate();
-    }, this.idleMs);
-    this.idleTimer.unref();
-  }
-
   private answered(w: Worker, m: { id: number; out: unknown[] }): void {
     const batch = this.inFlight.get(m.id);
     if (!batch) return;
     this.inFlight.delete(m.id);
     if (this.inFlight.size === 0) w.unref();
     if (this.waiting.length > 0 && !this.scheduled) this.flush();
-    else this.armIdle();
     for (let i = 0; i < batch.length; i++) {
       const r = m.out[i];
       // `null` is a signature that failed there: done here, it throws its own error.
