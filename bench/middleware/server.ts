@@ -11,9 +11,9 @@ import type { AddressInfo } from 'node:net';
 import express from 'express';
 import Koa from 'koa';
 import pino from 'pino';
-import { micropay as expressMicropay } from '../../src/middleware/express.js';
 import type { DepositAnswer } from '../../src/billing-client/batcher.js';
 import type { MicropayCore } from '../../src/middleware/core.js';
+import { micropay as expressMicropay } from '../../src/middleware/express.js';
 import { micropay as koaMicropay } from '../../src/middleware/koa.js';
 
 const url = process.env.BENCH_BILLING_URL!;
