@@ -559,6 +559,13 @@ export class MicropayCore {
       res: res_,
       mode: v.mode,
     };
+    if (res.closed || res.destroyed) {
+      // The client hung up while its payment was being checked: nothing to serve, nothing charged
+      // (the 'close' event has passed, so the charge cannot wait for it).
+      this.m.uncharged.inc();
+      this.track(v.release().catch(() => {}));
+      return { action: 'answered' };
+    }
     // The receipt was signed with the order's check, on the crypto thread; it is sent only if the
     // response is charged.
     this.chargeOnHeaders(req, res, v, v.receipt!, info);

@@ -1,4 +1,6 @@
 /** The merchant middleware against a real billing server: 402, pay, receipt, deposit, ledger. */
+import { createServer, get as httpGet } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import express from 'express';
 import Koa from 'koa';
 import pino from 'pino';
@@ -9,6 +11,7 @@ import { micropay as expressMicropay } from '../../src/middleware/express.js';
 import { micropay as koaMicropay } from '../../src/middleware/koa.js';
 import { decodeToken } from '../../src/protocol/codec.js';
 import { tid } from '../../src/protocol/crypto.js';
+import { MemoryPaymentStore } from '../../src/stores/memory.js';
 import { eventually, startWorld, type World } from '../helpers/world.js';
 
 let world: World;
@@ -230,6 +233,36 @@ describe.each([
       async () => (await mw.core.store.spent(tid(world.buyer.cert), 'news-site')) === spentBefore,
     );
     expect(await mw.core.queue.size()).toBe(0);
+  });
+
+  it('does not charge a client that hangs up while its payment is checked, and releases the tally', async () => {
+    // A store that takes 300 ms to accept: the client is gone by then.
+    class SlowStore extends MemoryPaymentStore {
+      override async accept(r: Parameters<MemoryPaymentStore['accept']>[0]) {
+        await new Promise((ok) => setTimeout(ok, 300));
+        return super.accept(r);
+      }
+    }
+    const { app, mw } = make({ store: new SlowStore() });
+    const offer = await offerFor(app, '/articles/9');
+    const server = createServer(app);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as AddressInfo).port;
+    const req = httpGet({
+      host: '127.0.0.1',
+      port,
+      path: '/articles/9',
+      headers: { 'Micropay-Payment': world.buyer.pay(offer) },
+    });
+    req.on('error', () => {});
+    await new Promise((r) => setTimeout(r, 100));
+    req.destroy();
+    const uncharged = async () =>
+      (await mw.core.metrics.getSingleMetric('micropay_uncharged_total')!.get()).values[0]?.value ?? 0;
+    await eventually(async () => (await uncharged()) === 1);
+    expect(await mw.core.store.spent(tid(world.buyer.cert), 'news-site')).toBe(0);
+    expect(await mw.core.queue.size()).toBe(0);
+    await new Promise<void>((r) => server.close(() => r()));
   });
 
   it('streams: the first bytes of a paid response arrive before the handler ends', async () => {
