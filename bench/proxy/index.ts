@@ -1,11 +1,12 @@
 /**
  * bench/proxy, in one run (`npx tsx bench/proxy/index.ts`, about two
- * minutes): autocannon against the upstream directly, through a plain
+ * minutes): wrk (autocannon without it) against the upstream directly, through a plain
  * http-proxy with a keep-alive agent, through micropay-proxy (the real
  * binary, `src/cli/micropay-proxy.ts`, with a YAML configuration) on a free
  * route and on a paid route (a unique pre-signed order per request from a
  * pool, one buyer whose credential has a large offline limit, deposits to
- * the real billing server in its own process). Then the memory run
+ * the real billing server in its own process, at idle priority: see
+ * `bench/lib/priority.ts`). Then the memory run
  * (`rss.ts`): 1,000,000 distinct buyers' payments into the proxy's core.
  *
  * Every server runs in its own process. The machine is shared and noisy, so
@@ -21,10 +22,11 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import autocannon from 'autocannon';
 import { build } from 'esbuild';
 import { signingKeyFromSeed } from '../../src/protocol/crypto.js';
+import { hasWrk, load } from '../lib/load.js';
 import { orderHeaders } from '../lib/orders.js';
+import { idlePriority } from '../lib/priority.js';
 
 const DURATION = Number(process.env.BENCH_SECONDS ?? 3);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -69,7 +71,6 @@ async function start(args: string[], env: Record<string, string> = {}, re = /^\{
 }
 
 interface Run {
-  ok: number;
   rps: number;
   p99: number;
   bad: number;
@@ -88,26 +89,21 @@ function cpuTicks(pid: number | undefined): number {
   }
 }
 
-async function load(
+/** One run against `url` (wrk when installed, else autocannon; `bench/lib/load.ts`), with the server's CPU time. */
+async function run(
   url: string,
-  headers: (() => Record<string, string>) | null,
+  headers: string[],
   pid: number | undefined,
   seconds = DURATION,
 ): Promise<Run> {
   const c0 = cpuTicks(pid);
-  const r = await autocannon({
-    url,
-    connections: CONNECTIONS,
-    duration: seconds,
-    ...(headers ? { requests: [{ setupRequest: (req) => ({ ...req, headers: headers() }) }] } : {}),
-  });
-  const total = r.requests.total;
+  const r = await load(url, headers, seconds, CONNECTIONS);
+  const total = Math.max(1, r.rps * seconds);
   return {
-    ok: r['2xx'],
-    rps: r.requests.average,
-    p99: r.latency.p99,
-    bad: r.non2xx + r.errors,
-    cpuUs: ((cpuTicks(pid) - c0) * 10_000) / Math.max(1, total),
+    rps: r.rps,
+    p99: r.p99,
+    bad: r.non2xx,
+    cpuUs: ((cpuTicks(pid) - c0) * 10_000) / total,
   };
 }
 
@@ -117,7 +113,9 @@ const median = (xs: number[]) => {
 };
 
 // --- the servers ----------------------------------------------------------------------------
-const billing = (await start(['--import', 'tsx', 'bench/lib/billing.ts'])).info;
+const bank = await start(['--import', 'tsx', 'bench/lib/billing.ts']);
+const bankPriority = idlePriority(bank.pid);
+const billing = bank.info;
 const up = await start(['--import', 'tsx', 'bench/proxy/upstream.ts']);
 const upstream = up.info.url!;
 const plainServer = await start(['--import', 'tsx', 'bench/proxy/plain.ts'], { BENCH_UPSTREAM: upstream });
@@ -144,10 +142,6 @@ const micropay = await start(
 
 const key = signingKeyFromSeed(billing.seed!);
 const orders = (n: number): string[] => orderHeaders(billing.cert!, key, n);
-function pool(list: string[]): () => Record<string, string> {
-  let i = 0;
-  return () => ({ 'micropay-payment': list[i++ % list.length]! });
-}
 
 // --- throughput: rounds of the four, interleaved, so that the machine's ups and downs fall on all ---
 const targets = [
@@ -157,35 +151,34 @@ const targets = [
   { name: 'micropay paid', url: `${micropay.info.url}/paid`, pid: micropay.pid, paid: true },
 ];
 const warm: Record<string, Run> = {};
-for (const t of targets.filter((x) => !x.paid)) warm[t.name] = await load(t.url, null, t.pid, WARMUP);
-// Paid is never faster than free: this many orders are never reused (a reuse would be a 402).
-const paidPool = orders(
-  Math.min(400_000, Math.ceil(warm['micropay free']!.rps * (ROUNDS * DURATION + WARMUP) * 1.3) + 2000),
-);
-const nextOrder = pool(paidPool);
-/** Waits until the proxy has deposited every order it charged, so deposits never run during a measurement. */
-async function depositsDone(charged: number): Promise<void> {
-  for (let i = 0; i < 600; i++) {
+for (const t of targets.filter((x) => !x.paid)) warm[t.name] = await run(t.url, [], t.pid, WARMUP);
+// Each paid run gets orders of its own (a reuse would be a 402): paid is never faster than free.
+const perRun = Math.min(200_000, Math.ceil(warm['micropay free']!.rps * DURATION * 1.3) + 1000);
+/** Waits until the proxy's billing server has answered for every order it took. */
+async function depositsDone(): Promise<void> {
+  const sum = (text: string, re: RegExp) => [...text.matchAll(re)].reduce((a, m) => a + Number(m[1]), 0);
+  for (let i = 0; i < 1200; i++) {
     const text = await (await fetch(`${micropay.info.url}/_micropay/metrics`)).text();
-    const credited = /micropay_deposited_orders_total\{status="credited"\} (\d+)/.exec(text)?.[1];
-    if (Number(credited ?? 0) >= charged) return;
+    const taken = sum(text, /^micropay_payments_total\{[^}]*\} (\d+)$/gm);
+    // Taken and then not charged (a connection wrk closed at the end of a run) is answered too.
+    const answered =
+      sum(text, /^micropay_deposited_orders_total\{[^}]*\} (\d+)$/gm) +
+      sum(text, /^micropay_uncharged_total(?:\{[^}]*\})? (\d+)$/gm);
+    if (answered >= taken) return;
+    if (i === 1199) console.log(`  warning: ${taken} payments taken, ${answered} deposited or not charged`);
     await new Promise((r) => setTimeout(r, 100));
   }
-  console.log('  warning: deposits still running after 60 s');
+  console.log('  warning: deposits still running after 120 s');
 }
-let charged = (await load(`${micropay.info.url}/paid`, nextOrder, micropay.pid, WARMUP)).ok;
-await depositsDone(charged);
+await run(`${micropay.info.url}/paid`, orders(perRun), micropay.pid, WARMUP);
+await depositsDone();
 const runs: Record<string, Run[]> = Object.fromEntries(targets.map((t) => [t.name, []]));
-// Paid first in each round, then its deposits are awaited, then the others.
+// Paid first in each round; its deposits flow during it and are all answered before the others.
 const order = [targets[3]!, targets[0]!, targets[1]!, targets[2]!];
 for (let round = 0; round < ROUNDS; round++) {
   for (const t of order) {
-    const r = await load(t.url, t.paid ? nextOrder : null, t.pid);
-    runs[t.name]!.push(r);
-    if (t.paid) {
-      charged += r.ok;
-      await depositsDone(charged);
-    }
+    runs[t.name]!.push(await run(t.url, t.paid ? orders(perRun) : [], t.pid));
+    if (t.paid) await depositsDone();
   }
 }
 stopAll();
@@ -232,7 +225,8 @@ stopAll();
 const f = (n: number) => n.toFixed(2);
 console.log(
   `bench/proxy: ${ROUNDS} rounds of ${DURATION} s per target, interleaved, after ${WARMUP} s warm-ups; ` +
-    `${CONNECTIONS} connections; ${Math.round((Date.now() - started) / 1000)} s in all`,
+    `${CONNECTIONS} connections, by ${hasWrk ? 'wrk' : 'autocannon (install wrk for truer ratios)'}; ` +
+    `billing server at ${bankPriority}; ${Math.round((Date.now() - started) / 1000)} s in all`,
 );
 const med: Record<string, { rps: number; cpuUs: number }> = {};
 for (const t of targets) {
