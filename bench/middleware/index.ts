@@ -72,7 +72,11 @@ interface Deposits {
 async function depositsSettled(base: string): Promise<Deposits> {
   const t0 = Date.now();
   for (;;) {
-    const d = (await (await fetch(`${base}/_bench/deposits`)).json()) as Omit<Deposits, 'seconds'>;
+    // (A kept-alive connection the server closed meanwhile is retried once on a fresh one.)
+    const res = await fetch(`${base}/_bench/deposits`).catch(() =>
+      fetch(`${base}/_bench/deposits`, { headers: { connection: 'close' } }),
+    );
+    const d = (await res.json()) as Omit<Deposits, 'seconds'>;
     const seconds = Math.round((Date.now() - t0) / 100) / 10;
     if (d.credited + d.rejected >= d.charged || seconds > 300) return { ...d, seconds };
     await new Promise((r) => setTimeout(r, 200));

@@ -154,11 +154,20 @@ const warm: Record<string, Run> = {};
 for (const t of targets.filter((x) => !x.paid)) warm[t.name] = await run(t.url, [], t.pid, WARMUP);
 // Each paid run gets orders of its own (a reuse would be a 402): paid is never faster than free.
 const perRun = Math.min(200_000, Math.ceil(warm['micropay free']!.rps * DURATION * 1.3) + 1000);
+/** The proxy's metrics (again on a fresh connection if a kept-alive one was closed under us). */
+async function metricsText(): Promise<string> {
+  try {
+    return await (await fetch(`${micropay.info.url}/_micropay/metrics`)).text();
+  } catch {
+    const r = await fetch(`${micropay.info.url}/_micropay/metrics`, { headers: { connection: 'close' } });
+    return r.text();
+  }
+}
 /** Waits until the proxy's billing server has answered for every order it took. */
 async function depositsDone(): Promise<void> {
   const sum = (text: string, re: RegExp) => [...text.matchAll(re)].reduce((a, m) => a + Number(m[1]), 0);
   for (let i = 0; i < 1200; i++) {
-    const text = await (await fetch(`${micropay.info.url}/_micropay/metrics`)).text();
+    const text = await metricsText();
     const taken = sum(text, /^micropay_payments_total\{[^}]*\} (\d+)$/gm);
     // Taken and then not charged (a connection wrk closed at the end of a run) is answered too.
     const answered =
