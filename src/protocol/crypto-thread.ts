@@ -48,6 +48,9 @@ parentPort.on('message', (m) => {
 });
 `;
 
+/** Most jobs in one message (about 200 KB of it). */
+const MAX_BATCH = 512;
+
 interface Pending {
   resolve: (v: never) => void;
   reject: (e: unknown) => void;
@@ -154,14 +157,24 @@ export class CryptoThread {
       for (const p of batch) settle(p);
       return;
     }
-    const jobs = this.jobs;
+    // At most MAX_BATCH jobs a message, so one batch always fits the thread's small heap.
+    let jobs: unknown[];
+    let batch: Pending[];
+    if (this.waiting.length <= MAX_BATCH) {
+      jobs = this.jobs;
+      batch = this.waiting;
+      this.jobs = [];
+      this.waiting = [];
+    } else {
+      jobs = this.jobs.splice(0, MAX_BATCH * 4);
+      batch = this.waiting.splice(0, MAX_BATCH);
+    }
     const id = this.nextBatch++;
-    this.jobsSent += this.waiting.length;
-    this.inFlight.set(id, this.waiting);
-    this.jobs = [];
-    this.waiting = [];
+    this.jobsSent += batch.length;
+    this.inFlight.set(id, batch);
     if (this.inFlight.size === 1) w.ref();
     w.postMessage({ id, jobs });
+    this.schedule();
   }
 
   private spawn(): Worker {

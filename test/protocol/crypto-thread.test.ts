@@ -76,6 +76,16 @@ describe('CryptoThread', () => {
     expect(t.stats.batches).toBe(2);
   });
 
+  it('splits a large backlog into batches of at most 512 jobs', async () => {
+    const t = await thread();
+    const k = generateSigningKey();
+    const data = randomBytes(64);
+    const sig = sign(null, data, k.privateKey);
+    const all = await Promise.all(Array.from({ length: 1300 }, () => t.verify(data, sig, k.publicKey)));
+    expect(all.every(Boolean)).toBe(true);
+    expect(t.stats).toEqual({ batches: 3, jobs: 1300, fallbacks: 0 });
+  });
+
   it('takes views of larger buffers (only the view travels)', async () => {
     const t = await thread();
     const k = generateSigningKey();
