@@ -559,27 +559,23 @@ export class MicropayCore {
       res: res_,
       mode: v.mode,
     };
-    if (res.closed || res.destroyed) {
-      // The client hung up while its payment was being checked: nothing to serve, nothing charged
-      // (the 'close' event has passed, so the charge cannot wait for it).
-      this.m.uncharged.inc();
-      this.track(v.release().catch(() => {}));
-      return { action: 'answered' };
-    }
     // The receipt was signed with the order's check, on the crypto thread; it is sent only if the
     // response is charged.
-    this.chargeOnHeaders(req, res, v, v.receipt!, info);
+    if (!this.chargeOnHeaders(req, res, v, v.receipt!, info)) return { action: 'answered' };
     return { action: 'paid', info };
   }
 
-  /** Wraps `res.writeHead` so the charge is decided on the status, before the first byte of the body. */
+  /**
+   * Wraps `res.writeHead` so the charge is decided on the status, before the first byte of the body.
+   * Returns false, having released the order, when the client has already hung up.
+   */
   private chargeOnHeaders(
     req: IncomingMessage,
     res: ServerResponse,
     v: OrderAcceptance,
     receipt: string,
     info: PaymentInfo,
-  ): void {
+  ): boolean {
     let decided = false;
     const original = res.writeHead;
     const decide = (status: number) => {
@@ -606,6 +602,11 @@ export class MicropayCore {
         this.track(v.release().catch(() => {}));
       }
     };
+    if (res.closed || res.destroyed) {
+      // Gone while its payment was checked: its 'close' has passed, so it is decided now, uncharged.
+      decide(0);
+      return false;
+    }
     res.writeHead = function (this: ServerResponse, ...args: unknown[]) {
       decide(typeof args[0] === 'number' ? args[0] : this.statusCode);
       return (original as (...a: unknown[]) => ServerResponse).apply(this, args);
@@ -614,6 +615,7 @@ export class MicropayCore {
     res.once('close', () => {
       if (!decided) decide(res.headersSent ? res.statusCode : 0);
     });
+    return true;
   }
 
   private track(p: Promise<unknown>): void {
