@@ -119,3 +119,9 @@ export async function load(
   });
   return { rps: r.requests.average, p99: r.latency.p99, non2xx: r.non2xx, tool: 'autocannon' };
 }
+
+/** The median of some numbers (the benches report medians of interleaved rounds). */
+export function median(xs: number[]): number {
+  const v = [...xs].sort((a, b) => a - b);
+  return v.length % 2 ? v[(v.length - 1) / 2]! : (v[v.length / 2 - 1]! + v[v.length / 2]!) / 2;
+}

@@ -15,7 +15,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { signingKeyFromSeed } from '../../src/protocol/crypto.js';
-import { hasWrk, type LoadResult, load, loadMeasured } from '../lib/load.js';
+import { hasWrk, type LoadResult, load, loadMeasured, median } from '../lib/load.js';
 import { orderHeaders } from '../lib/orders.js';
 import { type PacedResult, paced } from '../lib/paced.js';
 import { idlePriority } from '../lib/priority.js';
@@ -82,11 +82,6 @@ async function depositsSettled(base: string): Promise<Deposits> {
     await new Promise((r) => setTimeout(r, 200));
   }
 }
-
-const median = (xs: number[]) => {
-  const v = [...xs].sort((a, b) => a - b);
-  return v.length % 2 ? v[(v.length - 1) / 2]! : (v[v.length / 2 - 1]! + v[v.length / 2]!) / 2;
-};
 
 interface FrameworkResult {
   free: LoadResult[];

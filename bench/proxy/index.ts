@@ -24,7 +24,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { build } from 'esbuild';
 import { signingKeyFromSeed } from '../../src/protocol/crypto.js';
-import { hasWrk, load } from '../lib/load.js';
+import { hasWrk, load, median } from '../lib/load.js';
 import { orderHeaders } from '../lib/orders.js';
 import { idlePriority } from '../lib/priority.js';
 
@@ -106,11 +106,6 @@ async function run(
     cpuUs: ((cpuTicks(pid) - c0) * 10_000) / total,
   };
 }
-
-const median = (xs: number[]) => {
-  const v = [...xs].sort((x, y) => x - y);
-  return v.length % 2 ? v[(v.length - 1) / 2]! : (v[v.length / 2 - 1]! + v[v.length / 2]!) / 2;
-};
 
 // --- the servers ----------------------------------------------------------------------------
 const bank = await start(['--import', 'tsx', 'bench/lib/billing.ts']);
