@@ -7,8 +7,8 @@ import {
   createHash,
   createPrivateKey,
   createPublicKey,
-  generateKeyPairSync,
   type KeyObject,
+  randomBytes,
   sign,
   verify,
 } from 'node:crypto';
@@ -33,18 +33,21 @@ export interface SigningKey {
   readonly x: string;
 }
 
-// PKCS#8 DER prefix of an Ed25519 private key; the 32-byte seed follows it.
-const PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
-
 function fromPrivate(privateKey: KeyObject): SigningKey {
   const publicKey = createPublicKey(privateKey);
   const x = publicKey.export({ format: 'jwk' }).x as string;
   return { privateKey, publicKey, x };
 }
 
-/** A fresh random Ed25519 key. */
+/**
+ * A fresh random Ed25519 key: 32 bytes from the CSPRNG, which is all an Ed25519 private key is.
+ * Not `generateKeyPairSync`: on Node 20, exporting a key it made can deadlock the process for
+ * good (the export holds the key's lock while it allocates; the collection that allocation
+ * starts destroys the finished key-generation job, which takes the same lock). 20,000 keys made
+ * that way hung 3 runs in 6 here.
+ */
 export function generateSigningKey(): SigningKey {
-  return fromPrivate(generateKeyPairSync('ed25519').privateKey);
+  return signingKeyFromSeed(randomBytes(32));
 }
 
 /** The key of a 32-byte seed, given as bytes, hex (64 characters) or base64url (43 characters). */
@@ -60,9 +63,11 @@ export function signingKeyFromSeed(seed: Uint8Array | string): SigningKey {
       'An Ed25519 seed must be 32 bytes, written as 64 hex characters or 43 base64url characters.',
     );
   }
-  return fromPrivate(
-    createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, bytes]), format: 'der', type: 'pkcs8' }),
-  );
+  // As a JWK: Node reads only `d` of a private OKP key (`x` must be a string; the public half is
+  // derived in fromPrivate). The PKCS#8 DER import goes through OpenSSL 3's decoders: 540 µs a
+  // key here, against 40 µs.
+  const d = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64url');
+  return fromPrivate(createPrivateKey({ key: { kty: 'OKP', crv: 'Ed25519', d, x: '' }, format: 'jwk' }));
 }
 
 /** The 32-byte seed of a signing key (what a key file stores). */

@@ -13,8 +13,8 @@
  * origin. Every page is sent with a strict Content-Security-Policy and
  * `Cache-Control: no-store`.
  */
-import { generateKeyPairSync } from 'node:crypto';
 import express, { type Request, type Response, type Router } from 'express';
+import { generateSigningKey } from '../../protocol/crypto.js';
 import { isMicropayError, MicropayError } from '../../protocol/errors.js';
 import { isId } from '../../protocol/ids.js';
 import { formatAmount, parseDecimal } from '../../protocol/money.js';
@@ -54,8 +54,7 @@ function httpError(status: number, code: string, message: string): MicropayError
 
 /** A fresh Ed25519 public key whose private half is thrown away: a credential for it can show limits, never pay. */
 function throwawayKey(): string {
-  const { publicKey } = generateKeyPairSync('ed25519');
-  return String((publicKey.export({ format: 'jwk' }) as { x?: string }).x);
+  return generateSigningKey().x; // not generateKeyPairSync: see generateSigningKey
 }
 
 /** Parses an amount typed into a form ("10", "2.50") into micro-units. */
