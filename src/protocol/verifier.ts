@@ -23,7 +23,7 @@ import {
 import { isMicropayError } from './errors.js';
 import { type PaymentHeader, parsePaymentHeader } from './header.js';
 import type { KeyResolver } from './keys.js';
-import { Lru } from './lru.js';
+import { Lru, ownString } from './lru.js';
 import {
   type Credential,
   type Order,
@@ -164,6 +164,8 @@ export interface VerifyInput {
 
 interface CachedCredential {
   ok: true;
+  /** The token, copied out of the header it came in (see `ownString`): the cache's key. */
+  token: string;
   cert: Credential;
   cid: string;
   issuerKey: KeyObject;
@@ -197,7 +199,7 @@ export class Verifier {
   private readonly receiptSigner: { kid: string; key: SigningKey } | undefined;
   private readonly retryAfter: number;
   private readonly credentials: Lru<string, CachedCredential>;
-  private readonly receipts: Lru<string, Receipt>;
+  private readonly receipts: Lru<string, { token: string; receipt: Receipt }>;
   private readonly buyerKeys: PublicKeyCache;
 
   constructor(o: VerifierOptions) {
@@ -213,8 +215,9 @@ export class Verifier {
     this.receiptKeys = o.receiptKeys ?? new Map();
     this.receiptSigner = o.receiptSigner;
     this.retryAfter = o.retryAfter ?? 5;
-    this.credentials = new Lru(o.credentialCacheSize ?? 10_000);
-    this.receipts = new Lru(o.receiptCacheSize ?? 10_000);
+    // Keyed by their own copy of each token, not by a slice of the header it came in.
+    this.credentials = new Lru(o.credentialCacheSize ?? 10_000, (e) => e.token);
+    this.receipts = new Lru(o.receiptCacheSize ?? 10_000, (e) => e.token);
     this.buyerKeys = new PublicKeyCache(o.buyerKeyCacheSize ?? 10_000);
   }
 
@@ -285,13 +288,14 @@ export class Verifier {
         'The credential is not signed by its issuer. Fetch a fresh credential from your billing server.',
       );
     }
-    const entry: CachedCredential = { ok: true, cert, cid: tid(certToken), issuerKey, buyerKey: null };
+    const token = ownString(certToken);
+    const entry: CachedCredential = { ok: true, token, cert, cid: tid(token), issuerKey, buyerKey: null };
     try {
       entry.buyerKey = this.buyerKeys.get(cert.key);
     } catch {
       return reject('bad_credential', 'The credential holds an invalid buyer key.');
     }
-    this.credentials.set(certToken, entry);
+    this.credentials.set(token, entry);
     return entry;
   }
 
@@ -453,7 +457,7 @@ export class Verifier {
 
   private verifyReceipt(token: string, res: string, now: number): Verdict {
     // A receipt is re-presented many times: its signature is checked once, then found by its text.
-    let receipt = this.receipts.get(token);
+    let receipt = this.receipts.get(token)?.receipt;
     if (!receipt) {
       let d: ReturnType<typeof decodeToken>;
       try {
@@ -469,7 +473,8 @@ export class Verifier {
           'This receipt was not issued by this merchant. Pay again to get a new one.',
         );
       }
-      this.receipts.set(token, receipt);
+      const own = ownString(token);
+      this.receipts.set(own, { token: own, receipt });
     }
     if (receipt.res !== res) return reject('invalid_receipt', 'This receipt is for another resource.');
     if (now > receipt.exp + this.skew)

@@ -1,0 +1,136 @@
+/**
+ * The LRU under the verifier's caches, and what those caches keep alive: a
+ * token cached from a header must not hold the rest of the header (V8 keeps a
+ * whole string alive for a slice of it).
+ */
+import { randomBytes } from 'node:crypto';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { describe, expect, it, vi } from 'vitest';
+import { b64urlEncode } from '../../src/protocol/base64url.js';
+import { generateSigningKey, signToken, tid } from '../../src/protocol/crypto.js';
+import { formatPaymentHeader } from '../../src/protocol/header.js';
+import { StaticKeyResolver } from '../../src/protocol/keys.js';
+import { Lru, ownString } from '../../src/protocol/lru.js';
+import { createVerifier } from '../../src/protocol/verifier.js';
+import { MemoryPaymentStore } from '../../src/stores/memory.js';
+
+describe('Lru', () => {
+  it('keeps at most max entries and drops the least recently used first', () => {
+    const lru = new Lru<string, number>(2);
+    lru.set('a', 1);
+    lru.set('b', 2);
+    expect(lru.get('a')).toBe(1); // 'b' is now the least recently used
+    lru.set('c', 3);
+    expect(lru.size).toBe(2);
+    expect(lru.peek('b')).toBeUndefined();
+    expect(lru.peek('a')).toBe(1);
+    expect(lru.peek('c')).toBe(3);
+  });
+
+  it('refuses a size that is not a positive integer', () => {
+    expect(() => new Lru(0)).toThrow(/positive integer/);
+    expect(() => new Lru(1.5)).toThrow(/positive integer/);
+  });
+
+  it('re-inserts a hit under the key its value names (keyOf), keeping the recency order', () => {
+    const keyOf = vi.fn((v: { token: string }) => v.token);
+    const lru = new Lru<string, { token: string }>(2, keyOf);
+    const a = { token: 'a'.repeat(20) };
+    lru.set(a.token, a);
+    lru.set('b', { token: 'b' });
+    expect(lru.get(`${'a'.repeat(10)}${'a'.repeat(10)}`)).toBe(a);
+    expect(keyOf).toHaveBeenCalledWith(a);
+    lru.set('c', { token: 'c' });
+    expect(lru.peek('b')).toBeUndefined();
+    expect(lru.peek(a.token)).toBe(a);
+  });
+
+  it('ownString copies a token exactly', () => {
+    const token = `${b64urlEncode(randomBytes(300))}.${b64urlEncode(randomBytes(64))}`;
+    const header = `cert="${token}", order="x"`;
+    const slice = header.slice(6, 6 + token.length);
+    expect(ownString(slice)).toBe(token);
+    expect(ownString('')).toBe('');
+  });
+});
+
+describe('verifier caches', () => {
+  it('keep credentials and receipts without the headers they came in', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const now = 1_764_000_000;
+    const bank = generateSigningKey();
+    const receiptKey = generateSigningKey();
+    const store = new MemoryPaymentStore();
+    const verifier = createVerifier({
+      merchant: 'news-site',
+      accepts: ['bank-a'],
+      keys: new StaticKeyResolver({
+        issuer: 'bank-a',
+        keys: [{ kid: 'k1', x: bank.x, nbf: 0, exp: now + 86_400 }],
+        peers: [],
+      }),
+      store,
+      receiptSigner: { kid: 'r1', key: receiptKey },
+      receiptKeys: new Map([['r1', receiptKey.publicKey]]),
+    });
+    const price = { amt: 2000, cur: 'USD' };
+    // An unknown member is ignored (section 5), so each header can carry 8,000 characters more.
+    const pad = () => `, pad="${randomBytes(6000).toString('base64url')}"`;
+    const N = 1000;
+    const buyer = generateSigningKey();
+    const receipts: string[] = [];
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    for (let i = 0; i < N; i++) {
+      const cert = signToken(
+        {
+          typ: 'mp-cert',
+          v: 1,
+          iss: 'bank-a',
+          kid: 'k1',
+          sub: `buyer-${i}`,
+          key: buyer.x,
+          cur: 'USD',
+          lim: 5_000_000,
+          nbf: now - 60,
+          exp: now + 86_400,
+        },
+        bank,
+      );
+      const order = signToken(
+        {
+          typ: 'mp-order',
+          v: 1,
+          cid: tid(cert),
+          mer: 'news-site',
+          res: 'GET /paid',
+          amt: 2000,
+          cur: 'USD',
+          iat: now,
+          oid: b64urlEncode(randomBytes(16)),
+        },
+        buyer,
+      );
+      const header = formatPaymentHeader({ kind: 'order', cert, order }) + pad();
+      const v = await verifier.verify({ res: 'GET /paid', price, header, now, receiptDuration: 600 });
+      if (!v.ok || v.kind !== 'order') throw new Error(`order ${i} refused: ${JSON.stringify(v)}`);
+      receipts.push(v.receipt!);
+    }
+    // Each receipt twice: a miss that caches it, then a hit that refreshes its place.
+    for (let round = 0; round < 2; round++) {
+      for (const receipt of receipts) {
+        const header = formatPaymentHeader({ kind: 'receipt', receipt }) + pad();
+        const v = await verifier.verify({ res: 'GET /paid', price, header, now });
+        expect(v.ok).toBe(true);
+      }
+    }
+    gc();
+    const grown = (process.memoryUsage().heapUsed - before) / 1024 / 1024;
+    // 1,000 credentials and 1,000 receipts, with their keys and marks: about 3 MB. Holding each
+    // one's header (8 KB) would be 16 MB more.
+    expect(grown).toBeLessThan(8);
+    await store.close();
+  }, 60_000);
+});
