@@ -70,7 +70,9 @@ export interface OrderAcceptance {
   kind: 'order';
   cert: Credential;
   order: Order;
+  /** The credential token (the cache's own copy, shared by all of its orders). */
   certToken: string;
+  /** The order token, copied out of the header it came in. */
   orderToken: string;
   /** `tid` of the credential. */
   cid: string;
@@ -406,8 +408,10 @@ export class Verifier {
         kind: 'order',
         cert,
         order,
-        certToken,
-        orderToken,
+        // Copies, not slices of the header: these wait in the deposit queue, where a slice would
+        // keep the whole header alive (the credential's copy is the cache's, one for all its orders).
+        certToken: c.token,
+        orderToken: ownString(orderToken),
         cid: c.cid,
         mode,
         release: async () => {

@@ -56,7 +56,7 @@ describe('Lru', () => {
 });
 
 describe('verifier caches', () => {
-  it('keep credentials and receipts without the headers they came in', async () => {
+  it('keep credentials, receipts and accepted orders without the headers they came in', async () => {
     setFlagsFromString('--expose-gc');
     const gc = runInNewContext('gc') as () => void;
     const now = 1_764_000_000;
@@ -81,6 +81,7 @@ describe('verifier caches', () => {
     const N = 1000;
     const buyer = generateSigningKey();
     const receipts: string[] = [];
+    const held: string[] = [];
     gc();
     const before = process.memoryUsage().heapUsed;
     for (let i = 0; i < N; i++) {
@@ -117,6 +118,9 @@ describe('verifier caches', () => {
       const v = await verifier.verify({ res: 'GET /paid', price, header, now, receiptDuration: 600 });
       if (!v.ok || v.kind !== 'order') throw new Error(`order ${i} refused: ${JSON.stringify(v)}`);
       receipts.push(v.receipt!);
+      held.push(v.certToken, v.orderToken); // as the deposit queue holds them
+      expect(v.certToken).toBe(cert);
+      expect(v.orderToken).toBe(order);
     }
     // Each receipt twice: a miss that caches it, then a hit that refreshes its place.
     for (let round = 0; round < 2; round++) {
@@ -128,9 +132,10 @@ describe('verifier caches', () => {
     }
     gc();
     const grown = (process.memoryUsage().heapUsed - before) / 1024 / 1024;
-    // 1,000 credentials and 1,000 receipts, with their keys and marks: about 3 MB. Holding each
-    // one's header (8 KB) would be 16 MB more.
+    // 1,000 credentials, receipts and orders, with their keys and marks: about 3 MB. Holding
+    // each one's header (8 KB) would be 24 MB more.
     expect(grown).toBeLessThan(8);
+    expect(held.length).toBe(2 * N);
     await store.close();
   }, 60_000);
 });
