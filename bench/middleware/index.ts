@@ -118,8 +118,8 @@ for (const fw of ['express', 'koa'] as const) {
   }
   // Latency: both routes at the same rate, one the paid route takes with room to spare.
   const rate = Math.max(100, Math.floor(median(r.paid.map((x) => x.rps)) / 2));
-  // Each after a second at that rate, unmeasured, so that neither starts cold (the crypto thread
-  // stops after 5 s without payments, and the receipt and free runs made none).
+  // Each after a second at that rate, unmeasured, so that neither starts cold (the receipt and
+  // free runs before it made no payments).
   await paced(`${base}/free`, [], 1, rate);
   const freeAtRate = await paced(`${base}/free`, [], DURATION, rate);
   const pool = orders(rate * (DURATION + 1) + 1000);
