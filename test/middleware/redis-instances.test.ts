@@ -130,6 +130,18 @@ describe.skipIf(!redisUrl)('two merchant instances sharing Redis', () => {
   }
 
   let winners: { i: number; instance: Instance; receipt: string }[] = [];
+  /** Orders paid in all: the race's, and any paid alone below. */
+  let paidOrders = ORDERS;
+
+  /** Pays order `i` once, at `instance` only. */
+  async function payAlone(instance: Instance, i: number) {
+    const h = world.buyer.pay(await offerFrom(instance.url, `/articles/${i}`));
+    const r = await fetch(`${instance.url}/articles/${i}`, { headers: { 'Micropay-Payment': h } });
+    await r.arrayBuffer();
+    expect(r.status).toBe(200);
+    paidOrders++;
+    return { i, instance, receipt: r.headers.get('micropay-receipt')! };
+  }
 
   it(`accepts each of ${ORDERS} orders once when each is sent ${SENDS} times at once to both instances`, async () => {
     const [a, b] = instances as [Instance, Instance];
@@ -170,9 +182,8 @@ describe.skipIf(!redisUrl)('two merchant instances sharing Redis', () => {
       );
       winners.push({ i, instance: ok[0]!.instance, receipt: ok[0]!.receipt! });
     }
-    // Both instances took payments, and exactly ORDERS were taken between them.
-    expect(a.paid.length).toBeGreaterThan(0);
-    expect(b.paid.length).toBeGreaterThan(0);
+    // Exactly ORDERS were taken between them. (Which instance wins each race is the scheduler's
+    // choice: both winning some is likely, not certain, so the next test pays alone if it must.)
     expect(a.paid.length + b.paid.length).toBe(ORDERS);
     expect(new Set([...a.paid, ...b.paid].map((p) => p.kind === 'order' && p.oid)).size).toBe(ORDERS);
     // The replays charged nothing: the shared spend tally holds each order once.
@@ -182,8 +193,8 @@ describe.skipIf(!redisUrl)('two merchant instances sharing Redis', () => {
   it('honours the receipts of one instance on the other (shared key file), not on one with another key', async () => {
     expect(winners).toHaveLength(ORDERS);
     const [a, b] = instances as [Instance, Instance];
-    const fromA = winners.find((w) => w.instance === a)!;
-    const fromB = winners.find((w) => w.instance === b)!;
+    const fromA = winners.find((w) => w.instance === a) ?? (await payAlone(a, ORDERS));
+    const fromB = winners.find((w) => w.instance === b) ?? (await payAlone(b, ORDERS + 1));
     for (const [w, other] of [
       [fromA, b],
       [fromB, a],
@@ -208,20 +219,20 @@ describe.skipIf(!redisUrl)('two merchant instances sharing Redis', () => {
   });
 
   it('credits every order exactly once between the two depositors', async () => {
-    const expected = ORDERS * (AMT - FEE);
+    const expected = paidOrders * (AMT - FEE);
     const balance = async () => (await world.admin.admin.getAccount('news-site')).balance;
     await eventually(async () => (await balance()) === expected, 15_000);
     await Promise.all(instances.map((i) => i.mw.core.deposits!.flush()));
     expect(await balance()).toBe(expected);
     expect(await instances[0]!.queue.size()).toBe(0);
     const stats = instances.map((i) => i.mw.core.deposits!.stats);
-    expect(stats.reduce((s, x) => s + x.credited, 0)).toBe(ORDERS);
+    expect(stats.reduce((s, x) => s + x.credited, 0)).toBe(paidOrders);
     expect(stats.reduce((s, x) => s + x.rejected + x.duplicate, 0)).toBe(0);
     // One buyer entry per order, each order once; the merchant's entries add up to its balance.
     const bought = [];
     for await (const e of world.buyer.client.allEntries()) if (e.kind === 'order') bought.push(e);
-    expect(bought).toHaveLength(ORDERS);
-    expect(new Set(bought.map((e) => e.oid)).size).toBe(ORDERS);
+    expect(bought).toHaveLength(paidOrders);
+    expect(new Set(bought.map((e) => e.oid)).size).toBe(paidOrders);
     expect(bought.every((e) => e.amount === -AMT && e.counterparty === 'news-site')).toBe(true);
     let sum = 0;
     for await (const e of world.merchant.client.allEntries()) sum += e.amount;
