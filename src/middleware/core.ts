@@ -36,6 +36,7 @@ import type { PaymentStore } from '../protocol/store.js';
 import { type Authorizer, type OrderAcceptance, type Rejection, Verifier } from '../protocol/verifier.js';
 import { MemoryDepositQueue, MemoryPaymentStore } from '../stores/memory.js';
 import type { DepositItem, DepositQueue } from '../stores/types.js';
+import { holdOutput } from './hold.js';
 import { prefersHtml, renderPaywall } from './paywall.js';
 import { type PriceFunction, type PriceSpec, PriceTable, type ResolvedPrice } from './prices.js';
 import { loadReceiptKey, type ReceiptKey, type ReceiptOptions } from './receipts.js';
@@ -113,7 +114,11 @@ export interface MicropayOptions {
   receipts?: ReceiptOptions;
   /** Replay marks and spend tallies. Default: in memory (warns when NODE_ENV=production). */
   store?: PaymentStore;
-  /** The durable deposit queue. Default: in memory (warns when NODE_ENV=production). */
+  /**
+   * The durable deposit queue. Default: in memory (warns when NODE_ENV=production). With a durable
+   * queue (`redisQueue`), a charged response's bytes wait for the order's append (one round trip),
+   * so a crash can never leave content served for an order that is not queued.
+   */
   queue?: DepositQueue;
   /** Batching of deposits. */
   deposits?: {
@@ -130,7 +135,11 @@ export interface MicropayOptions {
    * 503; `{ max }` accepts orders up to `max` (a price) without it.
    */
   failOpen?: false | { max: number | string };
-  /** Called after a payment is charged (the response is on its way). */
+  /**
+   * Called after a payment is charged: its order is in the deposit queue and the response is on its
+   * way. (With a durable queue, such as Redis, the response is held until the order is queued; if it
+   * cannot be, the connection is closed, the order released, and this is not called.)
+   */
   onPaid?: (info: PaymentInfo, req: IncomingMessage) => void;
   /** Called when a payment is refused. */
   onRejected?: (rejection: Rejection, req: IncomingMessage) => void;
@@ -207,6 +216,8 @@ export class MicropayCore {
   private readonly now: () => number;
   private readonly ownsStore: boolean;
   private readonly ownsQueue: boolean;
+  /** The queue is durable: a charged response is held until its order is appended. */
+  private readonly holdForQueue: boolean;
   /** Path the wallet script is served at, or null when `walletScript: false`. */
   private readonly walletPath: string | null;
   private billing: MerchantBilling | null = null;
@@ -309,6 +320,7 @@ export class MicropayCore {
     this.store = o.store ?? new MemoryPaymentStore();
     this.ownsQueue = !o.queue;
     this.queue = o.queue ?? new MemoryDepositQueue();
+    this.holdForQueue = this.queue.durable !== false;
     if (production && (this.ownsStore || this.ownsQueue)) {
       this.logger.warn(
         {},
@@ -586,17 +598,35 @@ export class MicropayCore {
         if (!res.headersSent) res.setHeader('Micropay-Receipt', receipt);
         const item: DepositItem = { cert: v.certToken, order: v.orderToken };
         if (v.auth !== undefined) item.auth = v.auth;
+        if (!this.holdForQueue) {
+          this.track(
+            this.queue.append(item).then(
+              () => this.batcher?.notify(),
+              (e) => this.appendFailed(e, v),
+            ),
+          );
+          this.options.onPaid?.(info, req);
+          return;
+        }
+        // Nothing goes out until the order is in the queue (src/middleware/hold.ts); the answer to an
+        // upgrade request (the proxy's websockets) is written on the socket itself.
+        const upgrade = (req as IncomingMessage & { upgrade?: boolean }).upgrade === true;
+        const hold = holdOutput(res, upgrade ? (res.socket ?? undefined) : undefined);
         this.track(
           this.queue.append(item).then(
-            () => this.batcher?.notify(),
-            (e) =>
-              this.logger.error(
-                { err: (e as Error).message, oid: v.order.oid },
-                'micropay: could not queue a charged order for deposit',
-              ),
+            () => {
+              hold.open();
+              this.batcher?.notify();
+              this.options.onPaid?.(info, req);
+            },
+            (e) => {
+              hold.fail();
+              this.appendFailed(e, v);
+              this.m.uncharged.inc();
+              return v.release().catch(() => {});
+            },
           ),
         );
-        this.options.onPaid?.(info, req);
       } else {
         this.m.uncharged.inc();
         this.track(v.release().catch(() => {}));
@@ -616,6 +646,15 @@ export class MicropayCore {
       if (!decided) decide(res.headersSent ? res.statusCode : 0);
     });
     return true;
+  }
+
+  private appendFailed(e: unknown, v: OrderAcceptance): void {
+    this.logger.error(
+      { err: (e as Error).message, oid: v.order.oid },
+      this.holdForQueue
+        ? 'micropay: could not queue a charged order for deposit; the response was not sent and the order was released'
+        : 'micropay: could not queue a charged order for deposit',
+    );
   }
 
   private track(p: Promise<unknown>): void {

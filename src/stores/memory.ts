@@ -259,6 +259,8 @@ interface QueueEntry {
  * process exits, so a merchant that collects real money uses `RedisDepositQueue`.
  */
 export class MemoryDepositQueue implements DepositQueue {
+  /** Nothing here outlives the process: the merchant does not hold responses for the append. */
+  readonly durable = false;
   readonly claimTimeoutMs: number;
   private readonly entries = new Map<number, QueueEntry>();
   private readonly batches = new Map<string, number[]>();

@@ -317,6 +317,8 @@ function defaultConsumer(): string {
  * that the next `claim` of any instance takes them.
  */
 export class RedisDepositQueue implements DepositQueue {
+  /** Appended orders outlive the process: the merchant holds a charged response until the append. */
+  readonly durable = true;
   /** This instance's consumer name in the group. */
   readonly consumer: string;
   readonly claimTimeoutMs: number;

@@ -22,6 +22,13 @@ export interface DepositBatch {
 
 /** The durable queue between acceptance and deposit. Implementations: `MemoryDepositQueue`, `RedisDepositQueue`. */
 export interface DepositQueue {
+  /**
+   * `false` when an appended order does not outlive the process anyway (the memory queue). Otherwise
+   * (the default, and Redis) the merchant holds a charged response's bytes until `append` has
+   * resolved, so no content goes out for an order a crash could still lose; when `append` rejects,
+   * the connection is closed with nothing sent and the order released.
+   */
+  readonly durable?: boolean;
   /** Adds a charged order. Resolves once it is durable (for Redis: written to the stream). */
   append(item: DepositItem): Promise<void>;
   /**

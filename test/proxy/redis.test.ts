@@ -2,12 +2,16 @@
  * Two micropay-proxy instances of one merchant sharing `store: { redis }` (and
  * with it the Redis deposit queue) and a receipt key file, against the real
  * billing server: an order taken by one is a replay at the other, a receipt of
- * one opens the resource at the other, and the order is credited once.
+ * one opens the resource at the other, and the order is credited once. A
+ * priced websocket upgrade goes through too: with the Redis queue the 101 is
+ * held until the order is in the stream (src/middleware/hold.ts).
  */
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { decodeToken } from '../../src/protocol/codec.js';
 import type { Offer } from '../../src/protocol/messages.js';
 import { redisUrl } from '../helpers/services.js';
 import { eventually, startWorld, type World } from '../helpers/world.js';
@@ -60,5 +64,26 @@ describe.skipIf(!redisUrl)('micropay-proxy instances sharing Redis', () => {
     await eventually(async () => (await world.admin.admin.getAccount('news-site')).balance === before + 1900);
     await new Promise((r) => setTimeout(r, 100));
     expect((await world.admin.admin.getAccount('news-site')).balance).toBe(before + 1900);
+  });
+
+  it('takes a priced websocket upgrade, answers the 101 once the order is queued, and credits it', async () => {
+    const before = (await world.admin.admin.getAccount('news-site')).balance;
+    const offer = (await get(`${a}/ws-paid`)).json().offer as Offer;
+    const ws = new WebSocket(`${a.replace(/^http/, 'ws')}/ws-paid`, {
+      headers: { 'Micropay-Payment': world.buyer.pay(offer) },
+    });
+    const opened = new Promise((r) => ws.once('open', r));
+    const receipt = await new Promise<string>((resolve, reject) => {
+      ws.once('upgrade', (res) => resolve(res.headers['micropay-receipt'] as string));
+      ws.once('unexpected-response', (_req, res) => reject(new Error(`refused: ${res.statusCode}`)));
+      ws.once('error', reject);
+    });
+    expect(decodeToken(receipt, 'mp-receipt').payload).toMatchObject({ res: 'GET /ws-paid', amt: 2000 });
+    await opened;
+    const echo = new Promise<string>((r) => ws.once('message', (d) => r(d.toString())));
+    ws.send('paid');
+    expect(await echo).toBe('echo:paid');
+    ws.close();
+    await eventually(async () => (await world.admin.admin.getAccount('news-site')).balance === before + 1900);
   });
 });
