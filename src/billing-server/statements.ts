@@ -221,6 +221,16 @@ export function csvField(v: string): string {
 
 const csvRow = (cells: readonly string[]) => `${cells.map(csvField).join(',')}\r\n`;
 
+/**
+ * A text cell a spreadsheet would run as a formula (it begins with `=`, `+`, `-`, `@`, a tab or a
+ * CR: resource names, memos and ids come from buyers, merchants and admins) gets a leading
+ * apostrophe, so it is shown as text (OWASP: CSV injection). Numeric columns are left alone, and
+ * the JSON format carries every value exactly.
+ */
+export function csvText(v: string): string {
+  return /^[=+\-@\t\r]/.test(v) ? `'${v}` : v;
+}
+
 /** The CSV header row. */
 export const CSV_COLUMNS = [
   'record',
@@ -253,14 +263,14 @@ function csvLine(l: StatementLine): string {
     l.id,
     iso(l.time),
     String(l.time),
-    l.account,
+    csvText(l.account),
     l.currency,
     l.kind,
-    l.counterparty ?? '',
-    l.resource ?? '',
-    l.oid ?? '',
-    l.batch ?? '',
-    l.memo ?? '',
+    csvText(l.counterparty ?? ''),
+    csvText(l.resource ?? ''),
+    csvText(l.oid ?? ''),
+    csvText(l.batch ?? ''),
+    csvText(l.memo ?? ''),
     formatAmount(l.amount),
     String(l.amount),
     formatAmount(l.fee),
@@ -283,7 +293,7 @@ function csvTotal(t: StatementTotals, account: string): string {
     '',
     '',
     '',
-    account,
+    csvText(account),
     t.currency,
     '',
     '',

@@ -24,7 +24,11 @@ const TRICKY = [
   'GET /crlf\r\ninside, and "both"',
   'GET /plain/ünïcödé',
   ' leading and trailing spaces ',
+  '=HYPERLINK("https://example.invalid","click")',
+  '@SUM(1+1)',
 ];
+/** What the CSV shows of a text cell: a leading apostrophe on what a spreadsheet would run as a formula. */
+const asText = (s: string) => (/^[=+\-@\t\r]/.test(s) ? `'${s}` : s);
 
 interface Line {
   id: string;
@@ -135,6 +139,10 @@ describe.each(backends)('statements on $name', ({ name, skip }) => {
         amt: -1000,
         memo: 'payout, "partial"\r\nsecond line',
       });
+      await h.call('post', '/v1/admin/accounts/alice/adjustments', h.admin, {
+        amt: 1,
+        memo: "-2+3+cmd|' /C calc'!A0",
+      });
       // An EUR pair, so the admin export has two currencies.
       const eurShop = await h.merchant('shop-eu', { currency: 'EUR', commissionBps: 1000 });
       let carla = await h.buyer('carla', { currency: 'EUR' });
@@ -198,7 +206,7 @@ describe.each(backends)('statements on $name', ({ name, skip }) => {
       expect(doc.totals[0]!.closing).toBe((await account('news')).balance);
     });
 
-    it('CSV: RFC 4180 (CRLF, quoting) round-trips every resource and memo; decimals agree with the micro-unit columns', async () => {
+    it('CSV: RFC 4180 (CRLF, quoting) round-trips every resource and memo, formulas shown as text; decimals agree with the micro-unit columns', async () => {
       const { body, type, headers } = await text('/v1/me/statement?format=csv', alice.token);
       expect(type).toMatch(/^text\/csv; charset=utf-8/);
       expect(headers['content-disposition']).toMatch(/attachment; filename="statement-alice-.*\.csv"/);
@@ -209,8 +217,8 @@ describe.each(backends)('statements on $name', ({ name, skip }) => {
       expect(entries).toHaveLength(doc.entries.length);
       entries.forEach((r, i) => {
         const e = doc.entries[i]!;
-        expect(r.resource).toBe(e.resource ?? '');
-        expect(r.memo).toBe(e.memo ?? '');
+        expect(r.resource).toBe(asText(e.resource ?? ''));
+        expect(r.memo).toBe(asText(e.memo ?? ''));
         expect(r.counterparty).toBe(e.counterparty ?? '');
         expect(Number(r.amount_micros)).toBe(e.amount);
         expect(r.amount).toBe(formatAmount(e.amount));
@@ -219,7 +227,13 @@ describe.each(backends)('statements on $name', ({ name, skip }) => {
         expect(Number(r.time_unix)).toBe(e.time);
         expect(new Date(r.time!).getTime() / 1000).toBe(e.time);
       });
-      for (const res of TRICKY) expect(entries.some((r) => r.resource === res)).toBe(true);
+      for (const res of TRICKY) expect(entries.some((r) => r.resource === asText(res))).toBe(true);
+      // What a spreadsheet would have run: shown as text, the JSON keeping the value exactly.
+      expect(entries.some((r) => r.resource === `'=HYPERLINK("https://example.invalid","click")`)).toBe(true);
+      expect(entries.some((r) => r.resource === "'@SUM(1+1)")).toBe(true);
+      expect(entries.some((r) => r.memo === "'-2+3+cmd|' /C calc'!A0")).toBe(true);
+      expect(doc.entries.some((e) => e.memo === "-2+3+cmd|' /C calc'!A0")).toBe(true);
+      expect(entries.some((r) => r.amount.startsWith('-'))).toBe(true); // numbers keep their sign
       const totals = rows.filter((r) => r.record === 'total');
       expect(totals).toHaveLength(1);
       expect(Number(totals[0]!.balance_micros)).toBe((await account('alice')).balance);
