@@ -447,6 +447,20 @@ export class MicropayCore {
     });
     this.batcher.on('rejected', (dl: DeadLetter) => this.emitDeadLetter(dl));
     this.batcher.start();
+    void this.warnAboutStores();
+  }
+
+  /** Logs, once, what the store and queue say is wrong with their setup (a Redis that evicts keys). */
+  private async warnAboutStores(): Promise<void> {
+    const said = new Set<string>();
+    for (const s of [this.store, this.queue] as { warnings?: () => Promise<string[]> }[]) {
+      const ws = await s.warnings?.().catch(() => []);
+      for (const w of ws ?? []) {
+        if (said.has(w)) continue; // the store and queue usually share one Redis
+        said.add(w);
+        this.logger.warn({}, `micropay: ${w}`);
+      }
+    }
   }
 
   private readonly deadLetterListeners = new Set<(dl: DeadLetter) => void>();

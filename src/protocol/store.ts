@@ -45,6 +45,11 @@ export interface PaymentStore {
   release(cid: string, mer: string, amt: number): Promise<void>;
   /** The current tally of `(cid, mer)`, 0 when unknown. */
   spent(cid: string, mer: string): Promise<number>;
+  /**
+   * What an operator should fix in this store's setup (say, a Redis that evicts keys), one sentence
+   * each; none when all is well. The merchant logs them as warnings once connected.
+   */
+  warnings?(): Promise<string[]>;
   /** Stops timers and closes connections this store opened itself. */
   close(): Promise<void>;
 }

@@ -73,7 +73,33 @@ function connect(options: RedisStoreOptions): Connection {
     throw new MicropayError('invalid_store_option', 'prefix must be a string without "{" or "}".');
   }
   if (options.client !== undefined) return { client: options.client, owned: false, prefix };
-  return { client: new Redis(options.url ?? 'redis://127.0.0.1:6379'), owned: true, prefix };
+  const client = new Redis(options.url ?? 'redis://127.0.0.1:6379');
+  // While Redis is down ioredis reconnects and emits 'error' for each attempt; with no listener it
+  // prints each one with a stack trace. Every command that fails rejects to its caller, which reports
+  // it (the core as a 503 or a logged error), so the events themselves say nothing more.
+  client.on('error', () => {});
+  return { client, owned: true, prefix };
+}
+
+/**
+ * The warning for a Redis that may evict keys: with a `maxmemory` and any policy but `noeviction`,
+ * memory pressure drops keys (the `volatile-*` policies precisely those with a TTL, as replay marks
+ * have), so an evicted mark lets an order be paid twice and an evicted stream loses deposits. Read
+ * with INFO, which managed services allow where CONFIG is refused; nothing when it cannot be read.
+ */
+async function evictionWarnings(conn: Connection): Promise<string[]> {
+  let info: string;
+  try {
+    info = await conn.client.info('memory');
+  } catch {
+    return [];
+  }
+  const max = Number(/^maxmemory:(\d+)/m.exec(info)?.[1] ?? 0);
+  const policy = /^maxmemory_policy:(\S+)/m.exec(info)?.[1];
+  if (max === 0 || policy === undefined || policy === 'noeviction') return [];
+  return [
+    `Redis has maxmemory ${max} with maxmemory-policy ${policy}: when it fills up it evicts keys, and an evicted replay mark lets an order be paid twice, an evicted deposit queue loses charged orders. Set maxmemory-policy noeviction (or no maxmemory) on this Redis.`,
+  ];
 }
 
 async function quit(conn: Connection): Promise<void> {
@@ -226,6 +252,11 @@ export class RedisPaymentStore implements PaymentStore {
     if (key === null) return 0;
     const v = await this.conn.client.get(key);
     return v === null ? 0 : Number(v);
+  }
+
+  /** A warning when this Redis may evict keys (see `evictionWarnings`). */
+  warnings(): Promise<string[]> {
+    return evictionWarnings(this.conn);
   }
 
   async close(): Promise<void> {
@@ -402,6 +433,11 @@ export class RedisDepositQueue implements DepositQueue {
    * Leaves the consumer group if this consumer holds no pending entries (so
    * names do not pile up across restarts), then quits a client the queue created.
    */
+  /** A warning when this Redis may evict keys (see `evictionWarnings`). */
+  warnings(): Promise<string[]> {
+    return evictionWarnings(this.conn);
+  }
+
   async close(): Promise<void> {
     if (this.ready !== undefined && this.conn.client.status === 'ready') {
       try {

@@ -42,6 +42,8 @@ export interface DepositQueue {
   release(batchId: string): Promise<void>;
   /** Entries appended and not yet acknowledged (claimed or not). */
   size(): Promise<number>;
+  /** What an operator should fix in this queue's setup, one sentence each (see `PaymentStore.warnings`). */
+  warnings?(): Promise<string[]>;
   /** Stops timers and closes connections this queue opened itself. */
   close(): Promise<void>;
 }
