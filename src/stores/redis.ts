@@ -58,6 +58,12 @@ export interface RedisDepositQueueOptions extends RedisStoreOptions {
   claimTimeoutMs?: number;
   /** This instance's consumer name in the stream's consumer group. Default hostname, pid and a random suffix. */
   consumer?: string;
+  /**
+   * A consumer that holds no pending entries and has not touched the group for this many ms (a
+   * process killed without `close()`, whose entries others have since claimed) is removed from the
+   * group by a later `claim` of any instance, checked at most every ten minutes. Default `3_600_000`.
+   */
+  forgetConsumersAfterMs?: number;
 }
 
 interface Connection {
@@ -331,6 +337,25 @@ function toItem(fields: string[]): DepositItem {
   return item;
 }
 
+// Removes from group ARGV[1] of stream KEYS[1] every consumer but ARGV[3] that holds no pending entry
+// and has been idle more than ARGV[2] ms; returns how many. In one script, so no consumer can take an
+// entry between the check and the removal (XGROUP DELCONSUMER drops a consumer's pending entries).
+const FORGET_LUA = `
+local n = 0
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local f = {}
+  for i = 1, #c, 2 do f[c[i]] = c[i + 1] end
+  if f['name'] ~= ARGV[3] and f['pending'] == 0 and f['idle'] > tonumber(ARGV[2]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f['name'])
+    n = n + 1
+  end
+end
+return n
+`;
+const FORGET_CMD = 'micropayForgetConsumers';
+/** How often one instance looks for consumers to forget. */
+const FORGET_EVERY_MS = 600_000;
+
 function defaultConsumer(): string {
   return `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
 }
@@ -353,10 +378,12 @@ export class RedisDepositQueue implements DepositQueue {
   /** This instance's consumer name in the group. */
   readonly consumer: string;
   readonly claimTimeoutMs: number;
+  readonly forgetConsumersAfterMs: number;
   private readonly conn: Connection;
   private readonly stream: string;
   private readonly batches = new Lru<string, string[]>(BATCH_CACHE_SIZE);
   private ready: Promise<string> | undefined;
+  private nextForget = 0;
 
   /**
    * @example
@@ -368,7 +395,13 @@ export class RedisDepositQueue implements DepositQueue {
       throw new MicropayError('invalid_store_option', 'consumer must be a non-empty string.');
     }
     this.consumer = options.consumer ?? defaultConsumer();
+    this.forgetConsumersAfterMs = positiveInteger(
+      'forgetConsumersAfterMs',
+      options.forgetConsumersAfterMs,
+      3_600_000,
+    );
     this.conn = connect(options);
+    this.conn.client.defineCommand(FORGET_CMD, { lua: FORGET_LUA, numberOfKeys: 1 });
     this.stream = `${this.conn.prefix}{deposits}`;
   }
 
@@ -383,6 +416,10 @@ export class RedisDepositQueue implements DepositQueue {
     const salt = await this.init();
     let entries = await this.withGroup(() => this.claimStale(max));
     if (entries.length === 0) entries = await this.withGroup(() => this.readNew(max));
+    if (Date.now() >= this.nextForget) {
+      this.nextForget = Date.now() + Math.min(FORGET_EVERY_MS, this.forgetConsumersAfterMs);
+      this.forgetIdleConsumers().catch(() => {}); // housekeeping: tried again at the next round
+    }
     if (entries.length === 0) return null;
     entries.sort((a, b) => compareStreamIds(a[0], b[0]));
     const ids = entries.map(([id]) => id);
@@ -429,15 +466,29 @@ export class RedisDepositQueue implements DepositQueue {
     return this.conn.client.xlen(this.stream);
   }
 
-  /**
-   * Leaves the consumer group if this consumer holds no pending entries (so
-   * names do not pile up across restarts), then quits a client the queue created.
-   */
   /** A warning when this Redis may evict keys (see `evictionWarnings`). */
   warnings(): Promise<string[]> {
     return evictionWarnings(this.conn);
   }
 
+  /**
+   * Removes from the consumer group every other consumer that holds no pending entries and has been
+   * idle longer than `forgetConsumersAfterMs` (what processes killed without `close()` leave behind);
+   * resolves how many. `claim` calls it at most every ten minutes.
+   */
+  async forgetIdleConsumers(): Promise<number> {
+    const run = (this.conn.client as unknown as Record<string, (...a: unknown[]) => Promise<number>>)[
+      FORGET_CMD
+    ]!;
+    return this.withGroup(() =>
+      run.call(this.conn.client, this.stream, GROUP, this.forgetConsumersAfterMs, this.consumer),
+    );
+  }
+
+  /**
+   * Leaves the consumer group if this consumer holds no pending entries (so
+   * names do not pile up across restarts), then quits a client the queue created.
+   */
   async close(): Promise<void> {
     if (this.ready !== undefined && this.conn.client.status === 'ready') {
       try {

@@ -7,6 +7,7 @@ import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { RedisDepositQueue, redisQueue } from '../../src/stores/index.js';
 import { redisUrl } from '../helpers/services.js';
+import { eventually } from '../helpers/world.js';
 import { CLAIM_TIMEOUT_MS, describeQueueContract } from './queue-contract.js';
 import { deleteKeys, testPrefix } from './redis-helpers.js';
 
@@ -115,6 +116,36 @@ describe.skipIf(!redisUrl)('RedisDepositQueue', () => {
     expect(await names()).toEqual(['holding']);
     await holding.close(); // its entry must stay pending under its name, to be recovered
     expect(await names()).toEqual(['holding']);
+  });
+
+  it('forgets consumers killed without close() once nothing is pending under their names', async () => {
+    const prefix = freshPrefix();
+    const opts = { client: client!, prefix, claimTimeoutMs: 100, forgetConsumersAfterMs: 300 };
+    const names = async () =>
+      ((await client!.xinfo('CONSUMERS', `${prefix}{deposits}`, 'depositors')) as unknown[][])
+        .map((c) => c[1])
+        .sort();
+    // Two processes die without close(): one holding an entry, one with nothing pending.
+    const crashed = new RedisDepositQueue({ ...opts, consumer: 'crashed' });
+    await crashed.append({ cert: 'c', order: 'o1' });
+    expect(await crashed.claim(1)).not.toBeNull();
+    const idle = new RedisDepositQueue({ ...opts, consumer: 'idle' });
+    await idle.append({ cert: 'c', order: 'o2' });
+    await idle.ack((await idle.claim(1))!.id);
+    expect(await names()).toEqual(['crashed', 'idle']);
+    const survivor = new RedisDepositQueue({ ...opts, consumer: 'survivor' });
+    expect(await survivor.forgetIdleConsumers()).toBe(0); // neither has been idle long enough
+    await new Promise((r) => setTimeout(r, 400));
+    // 'crashed' still holds o1: forgetting it would drop the entry from every pending list.
+    expect(await survivor.forgetIdleConsumers()).toBe(1);
+    expect(await names()).toEqual(['crashed']);
+    // A claim takes o1 over, and (its first claim) forgets 'crashed', which now holds nothing.
+    const b = await survivor.claim(10);
+    expect(b!.items.map((x) => x.order)).toEqual(['o1']);
+    await eventually(async () => (await names()).join() === 'survivor');
+    await survivor.ack(b!.id);
+    expect(await survivor.size()).toBe(0);
+    await survivor.close();
   });
 
   it('recovers when the stream and its group were deleted under it', async () => {
