@@ -38,6 +38,12 @@ export interface WebhookDispatchOptions {
   retryBaseMs?: number;
   /** Longest delay between two attempts, milliseconds. Default 3,600,000 (1 hour). */
   retryMaxDelayMs?: number;
+  /**
+   * Days a finished delivery (delivered or failed) and its attempt log are kept, and an event once no
+   * delivery of it is left; then the dispatcher removes them (at start, then hourly). Default 30;
+   * 0 keeps everything.
+   */
+  retentionDays?: number;
 }
 
 /** The settled options. */
@@ -49,7 +55,14 @@ interface Settled {
   windowMs: number;
   baseMs: number;
   maxDelayMs: number;
+  /** 0: keep everything. */
+  retentionMs: number;
 }
+
+/** How often an instance removes what is past retention. */
+const PRUNE_EVERY_MS = 3_600_000;
+/** Rows removed per statement, so that no pruning transaction holds the database for long. */
+const PRUNE_CHUNK = 1000;
 
 /** Extra time a lease lasts past the attempt's timeout, for the bookkeeping after it. */
 const LEASE_MARGIN_MS = 30_000;
@@ -75,6 +88,7 @@ export function settleDispatchOptions(o: WebhookDispatchOptions = {}): Settled {
     windowMs: int('retryWindowSeconds', o.retryWindowSeconds, 86_400, 0, 30 * 86_400) * 1000,
     baseMs: int('retryBaseMs', o.retryBaseMs, 10_000, 1, 86_400_000),
     maxDelayMs: int('retryMaxDelayMs', o.retryMaxDelayMs, 3_600_000, 1, 86_400_000),
+    retentionMs: int('retentionDays', o.retentionDays, 30, 0, 36_500) * 86_400_000,
   };
 }
 
@@ -164,6 +178,7 @@ export class WebhookDispatcher {
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private stopped = false;
+  private nextPrune = 0;
   private readonly abort = new AbortController();
   private readonly agents = {
     http: new http.Agent({ keepAlive: true, maxSockets: 16 }),
@@ -176,6 +191,8 @@ export class WebhookDispatcher {
     options: WebhookDispatchOptions = {},
     /** Milliseconds clock; tests may move it. */
     private readonly clock: () => number = Date.now,
+    /** The ledger's Unix-seconds clock, which dates events. */
+    private readonly now: () => number = () => Math.floor(Date.now() / 1000),
   ) {
     this.o = settleDispatchOptions(options);
   }
@@ -211,6 +228,13 @@ export class WebhookDispatcher {
    */
   async tick(): Promise<boolean> {
     const now = this.clock();
+    if (this.o.retentionMs > 0 && now >= this.nextPrune) {
+      this.nextPrune = now + PRUNE_EVERY_MS;
+      const { deliveries, events } = await this.prune();
+      if (deliveries + events > 0) {
+        this.logger.info({ deliveries, events }, 'removed webhook deliveries and events past retention');
+      }
+    }
     const limit = this.o.concurrency * 2;
     const jobs = await this.claim(now, limit);
     let next = 0;
@@ -227,6 +251,51 @@ export class WebhookDispatcher {
       );
     }
     return jobs.length === limit && !this.stopped;
+  }
+
+  /**
+   * Removes finished deliveries (and their attempts) done before the retention period, then events
+   * older than it that no delivery refers to any more, in chunks. Pending deliveries and their events
+   * stay, however old. Resolves how many of each went.
+   */
+  async prune(): Promise<{ deliveries: number; events: number }> {
+    let deliveries = 0;
+    let events = 0;
+    if (this.o.retentionMs === 0) return { deliveries, events };
+    const doneBefore = this.clock() - this.o.retentionMs;
+    for (;;) {
+      const ids = (
+        await this.db.all<{ id: number }>(
+          "SELECT id FROM webhook_deliveries WHERE status <> 'pending' AND done_at < ? LIMIT ?",
+          [doneBefore, PRUNE_CHUNK],
+        )
+      ).map((r) => Number(r.id));
+      if (ids.length === 0) break;
+      await this.db.transaction(async (tx) => {
+        await tx.run(`DELETE FROM webhook_attempts WHERE delivery IN (${inList(ids.length)})`, ids);
+        deliveries += await tx.run(`DELETE FROM webhook_deliveries WHERE id IN (${inList(ids.length)})`, ids);
+      });
+      if (ids.length < PRUNE_CHUNK) break;
+    }
+    const createdBefore = this.now() - Math.floor(this.o.retentionMs / 1000);
+    for (;;) {
+      const ids = (
+        await this.db.all<{ id: string }>(
+          `SELECT e.id AS id FROM outbox_events e WHERE e.created < ?
+             AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event = e.id) LIMIT ?`,
+          [createdBefore, PRUNE_CHUNK],
+        )
+      ).map((r) => r.id);
+      if (ids.length === 0) break;
+      // Re-checked in the DELETE: a delivery written meanwhile keeps its event.
+      events += await this.db.run(
+        `DELETE FROM outbox_events WHERE id IN (${inList(ids.length)})
+           AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event = outbox_events.id)`,
+        ids,
+      );
+      if (ids.length < PRUNE_CHUNK) break;
+    }
+    return { deliveries, events };
   }
 
   /** Leases up to `limit` due deliveries to this instance and reads what they send. */

@@ -243,7 +243,7 @@ export async function createBillingServer(opts: BillingServerOptions): Promise<B
       now,
     });
     // Delivers the outbox; its timer never holds the process open, and close() stops it first.
-    const dispatcher = new WebhookDispatcher(db, logger, opts.webhooks);
+    const dispatcher = new WebhookDispatcher(db, logger, opts.webhooks, Date.now, now);
     dispatcher.start();
     // Peer keys and claims run on unref'd timers too; close() stops them before the database closes.
     peerKeys.start();

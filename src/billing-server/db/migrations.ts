@@ -220,6 +220,14 @@ const webhooks = (big: string, serial: string): string[] => [
   )`,
 ];
 
+// Retention (the dispatcher's prune): finished deliveries by completion time, deliveries by event (is
+// an event still referred to?), events by age.
+const retention: string[] = [
+  "CREATE INDEX webhook_deliveries_done ON webhook_deliveries (done_at) WHERE status <> 'pending'",
+  'CREATE INDEX webhook_deliveries_event ON webhook_deliveries (event)',
+  'CREATE INDEX outbox_events_created ON outbox_events (created)',
+];
+
 /** SQLite migrations. */
 export const sqliteMigrations: Migration[] = [
   {
@@ -236,6 +244,11 @@ export const sqliteMigrations: Migration[] = [
     version: 3,
     name: 'statements and webhooks: deposit fee on entries, webhooks, events outbox, deliveries',
     statements: webhooks('INTEGER', 'INTEGER PRIMARY KEY'),
+  },
+  {
+    version: 4,
+    name: 'webhook retention: indexes to remove old deliveries and events',
+    statements: retention,
   },
 ];
 
@@ -255,5 +268,10 @@ export const postgresMigrations: Migration[] = [
     version: 3,
     name: 'statements and webhooks: deposit fee on entries, webhooks, events outbox, deliveries',
     statements: webhooks('BIGINT', 'BIGSERIAL PRIMARY KEY'),
+  },
+  {
+    version: 4,
+    name: 'webhook retention: indexes to remove old deliveries and events',
+    statements: retention,
   },
 ];
