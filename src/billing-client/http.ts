@@ -52,6 +52,8 @@ export interface Call {
   path: string;
   query?: Record<string, string | number | undefined>;
   body?: unknown;
+  /** The body as JSON text already encoded (it wins over `body`): large deposits (`depositBody`). */
+  json?: Uint8Array<ArrayBuffer>;
   /** Whether to retry it (GET and deposits only). */
   retry: boolean;
   /** Timeout per attempt, milliseconds. */
@@ -154,7 +156,7 @@ async function attempt(cfg: HttpConfig, c: Call): Promise<Answer> {
   const headers: Record<string, string> = { accept: c.raw ? '*/*' : 'application/json' };
   if (IS_NODE && cfg.userAgent) headers['user-agent'] = cfg.userAgent;
   if (cfg.token !== undefined) headers.authorization = `Bearer ${cfg.token}`;
-  if (c.body !== undefined) headers['content-type'] = 'application/json';
+  if (c.body !== undefined || c.json !== undefined) headers['content-type'] = 'application/json';
   try {
     let res: Response;
     let text: string;
@@ -162,7 +164,7 @@ async function attempt(cfg: HttpConfig, c: Call): Promise<Answer> {
       res = await cfg.fetch(urlOf(cfg, c), {
         method: c.method,
         headers,
-        body: c.body === undefined ? null : JSON.stringify(c.body),
+        body: c.json ?? (c.body === undefined ? null : JSON.stringify(c.body)),
         signal: ctl.signal,
         redirect: 'error',
       });
