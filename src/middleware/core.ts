@@ -229,7 +229,16 @@ export class MicropayCore {
   /** Set once `ready()` has resolved: the hot path then skips awaiting it. */
   private connected = false;
   private closed = false;
-  private readonly inflight = new Set<Promise<unknown>>();
+  /**
+   * Queue appends and order releases not settled yet, which `close()` waits for. A count, not a set
+   * of promises: a set the size of the requests in flight is rehashed as it grows and shrinks, and
+   * its new tables, held by this long-lived object, were promoted by the young-generation GC.
+   */
+  private unsettled = 0;
+  private readonly onSettled: (() => void)[] = [];
+  private readonly untrack = (): void => {
+    if (--this.unsettled === 0) for (const f of this.onSettled.splice(0)) f();
+  };
   private readonly m: {
     payments: Counter<'mode'>;
     rejections: Counter<'code'>;
@@ -672,8 +681,8 @@ export class MicropayCore {
   }
 
   private track(p: Promise<unknown>): void {
-    this.inflight.add(p);
-    p.finally(() => this.inflight.delete(p));
+    this.unsettled++;
+    p.then(this.untrack, this.untrack);
   }
 
   /** The offer for a resource at a price. */
@@ -772,7 +781,7 @@ export class MicropayCore {
     if (this.closed) return;
     this.closed = true;
     if (this.connectTimer) clearTimeout(this.connectTimer);
-    await Promise.allSettled([...this.inflight]);
+    if (this.unsettled > 0) await new Promise<void>((r) => this.onSettled.push(r));
     if (this.batcher) {
       const left = await this.batcher.close();
       if (left > 0)

@@ -283,6 +283,38 @@ describe.each([
   });
 });
 
+describe('closing with an append pending', () => {
+  it('close() waits for the append, then delivers the held response and deposits the order', async () => {
+    const { queue, options } = setup();
+    const mw = expressMicropay(options);
+    const app = express();
+    app.use(mw);
+    app.get('/article', (_req, res) => {
+      res.send('the article');
+    });
+    const base = await listen(createServer(app));
+    const r = send(`${base}/article`, {
+      'Micropay-Payment': world.buyer.pay(await offerOf(`${base}/article`)),
+    });
+    const append = await queue.next();
+    let closed = false;
+    const closing = mw.close().then(() => {
+      closed = true;
+    });
+    await sleep(200);
+    expect(closed).toBe(false);
+    append.pass();
+    await closing;
+    const { response, body } = await r.done;
+    expect(body).toBe('the article');
+    // Drained on close: the order was credited before close() resolved.
+    const receipt = decodeToken(response!.headers['micropay-receipt'] as string, 'mp-receipt');
+    const { oid } = receipt.payload as { oid: string };
+    const { entries } = await world.buyer.client.entries({ limit: 50 });
+    expect(entries.some((e) => e.oid === oid && e.kind === 'order')).toBe(true);
+  });
+});
+
 describe('a priced upgrade with a durable deposit queue', () => {
   /**
    * What micropay-proxy does with an upgrade (src/proxy/server.ts): the core answers through a
