@@ -247,8 +247,6 @@ interface QueueEntry {
   item: DepositItem;
   /** When it was last claimed (ms), or `null` while claimable. */
   claimedAt: number | null;
-  /** Claimed at least once: such entries go out again before new ones, as in the Redis queue. */
-  delivered: boolean;
   /** The batch that holds it now. */
   batch: string;
 }
@@ -262,7 +260,10 @@ export class MemoryDepositQueue implements DepositQueue {
   /** Nothing here outlives the process: the merchant does not hold responses for the append. */
   readonly durable = false;
   readonly claimTimeoutMs: number;
-  private readonly entries = new Map<number, QueueEntry>();
+  /** Entries never claimed, in append order. */
+  private readonly fresh = new Map<number, QueueEntry>();
+  /** Entries claimed and not acked, in order of first claim: a claim looks here first. */
+  private readonly claimed = new Map<number, QueueEntry>();
   private readonly batches = new Map<string, number[]>();
   // Entry numbers restart with every process; the salt keeps batch ids unique across restarts.
   private readonly salt = randomBytes(16).toString('base64url');
@@ -275,34 +276,35 @@ export class MemoryDepositQueue implements DepositQueue {
   async append(item: DepositItem): Promise<void> {
     const copy: DepositItem = { cert: item.cert, order: item.order };
     if (item.auth !== undefined) copy.auth = item.auth;
-    this.entries.set(++this.seq, { item: copy, claimedAt: null, delivered: false, batch: '' });
+    this.fresh.set(++this.seq, { item: copy, claimedAt: null, batch: '' });
   }
 
   async claim(max: number): Promise<DepositBatch | null> {
     positiveInteger('max', max, 1, 'invalid_store_argument');
     const now = Date.now();
     const picked: [number, QueueEntry][] = [];
-    // First what was claimed before and is free again (released, or its consumer timed out)...
-    for (const pair of this.entries) {
+    // First what was claimed before and is free again (released, or its consumer timed out): only
+    // entries claimed and not acked are looked at, not the whole backlog...
+    for (const pair of this.claimed) {
       if (picked.length >= max) break;
       const e = pair[1];
-      if (e.delivered && (e.claimedAt === null || now - e.claimedAt >= this.claimTimeoutMs))
-        picked.push(pair);
+      if (e.claimedAt === null || now - e.claimedAt >= this.claimTimeoutMs) picked.push(pair);
     }
     // ...else new entries, oldest first.
     if (picked.length === 0) {
-      for (const pair of this.entries) {
+      for (const pair of this.fresh) {
         if (picked.length >= max) break;
-        if (!pair[1].delivered) picked.push(pair);
+        picked.push(pair);
       }
     }
     if (picked.length === 0) return null;
-    const seqs = picked.map(([seq]) => seq); // Map order is append order, so already sorted
+    // Entries enter both maps oldest first, so the picked ones are in append order.
+    const seqs = picked.map(([seq]) => seq);
     const id = batchIdOf(this.salt, seqs.map(String));
-    for (const [, e] of picked) {
+    for (const [seq, e] of picked) {
       e.claimedAt = now;
-      e.delivered = true;
       e.batch = id;
+      if (this.fresh.delete(seq)) this.claimed.set(seq, e);
     }
     this.batches.set(id, seqs);
     return { id, items: picked.map(([, e]) => ({ ...e.item })) };
@@ -312,7 +314,7 @@ export class MemoryDepositQueue implements DepositQueue {
     const seqs = this.batches.get(batchId);
     if (seqs === undefined) return;
     // Removed even if another consumer holds them now: they have been delivered.
-    for (const seq of seqs) this.entries.delete(seq);
+    for (const seq of seqs) this.claimed.delete(seq);
     this.batches.delete(batchId);
   }
 
@@ -320,14 +322,14 @@ export class MemoryDepositQueue implements DepositQueue {
     const seqs = this.batches.get(batchId);
     if (seqs === undefined) return;
     for (const seq of seqs) {
-      const e = this.entries.get(seq);
+      const e = this.claimed.get(seq);
       // Leave alone an entry another consumer has claimed since (after this batch timed out).
       if (e !== undefined && e.batch === batchId) e.claimedAt = null;
     }
   }
 
   async size(): Promise<number> {
-    return this.entries.size;
+    return this.fresh.size + this.claimed.size;
   }
 
   async close(): Promise<void> {}
