@@ -33,7 +33,13 @@ import {
   wwwAuthenticate,
 } from '../protocol/offer.js';
 import type { PaymentStore } from '../protocol/store.js';
-import { type Authorizer, type OrderAcceptance, type Rejection, Verifier } from '../protocol/verifier.js';
+import {
+  type Authorizer,
+  type OrderAcceptance,
+  type Rejection,
+  type Verdict,
+  Verifier,
+} from '../protocol/verifier.js';
 import { MemoryDepositQueue, MemoryPaymentStore } from '../stores/memory.js';
 import type { DepositItem, DepositQueue } from '../stores/types.js';
 import { holdOutput } from './hold.js';
@@ -551,13 +557,31 @@ export class MicropayCore {
       return { action: 'answered' };
     }
     const t0 = performance.now();
-    const v = await this.verifier!.verify({
-      res: res_,
-      price: priced.price,
-      header,
-      now: this.now(),
-      receiptDuration: priced.duration,
-    });
+    let v: Verdict;
+    try {
+      v = await this.verifier!.verify({
+        res: res_,
+        price: priced.price,
+        header,
+        now: this.now(),
+        receiptDuration: priced.duration,
+      });
+    } catch (e) {
+      // The verifier answers every bad payment itself; what throws is the payment store (Redis down):
+      // without the replay mark no order can be taken, so none is (PROTOCOL.md section 6, check 8).
+      this.logger.error(
+        { err: (e as Error).message },
+        'micropay: the payment store failed; the payment was refused with 503 store_unavailable',
+      );
+      this.sendError(
+        res,
+        503,
+        'store_unavailable',
+        "Payments cannot be taken right now: this site's payment store is unreachable. Nothing was charged. Try again shortly.",
+        5,
+      );
+      return { action: 'answered' };
+    }
     // Orders are timed; a receipt is a cache lookup once its signature is known.
     if (!v.ok || v.kind === 'order') this.m.verify.observe((performance.now() - t0) / 1000);
     if (!v.ok) {

@@ -81,7 +81,7 @@ const MAX_HISTORY = 1000;
 const MAX_RECEIPTS = 1000;
 const USER_AGENT = 'micropay-wallet/0.1';
 /** Error codes a merchant answers a paid request with when it did not take the payment (PROTOCOL.md section 6). */
-const NOT_TAKEN = new Set(['malformed_payment', 'billing_unavailable', 'shutting_down']);
+const NOT_TAKEN = new Set(['malformed_payment', 'billing_unavailable', 'store_unavailable', 'shutting_down']);
 
 function invalid(message: string): WalletError {
   return new WalletError('invalid_option', message);

@@ -1,0 +1,122 @@
+/**
+ * The payment store unreachable (a Redis store on a port nobody listens on):
+ * a paid request is answered at once with `503 store_unavailable`, a
+ * `Retry-After` and a sentence, never a 500 or a stack trace, and nothing is
+ * charged; free routes and the 402 challenge are untouched. Express and Koa.
+ */
+import { createServer, type RequestListener, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import express from 'express';
+import Koa from 'koa';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { MicropayOptions } from '../../src/middleware/core.js';
+import { micropay as expressMicropay } from '../../src/middleware/express.js';
+import { micropay as koaMicropay } from '../../src/middleware/koa.js';
+import type { Offer } from '../../src/protocol/messages.js';
+import { redisQueue, redisStore } from '../../src/stores/index.js';
+import { startWorld, type World } from '../helpers/world.js';
+
+let world: World;
+let dead: string;
+const servers: Server[] = [];
+const closers: (() => Promise<void>)[] = [];
+
+beforeAll(async () => {
+  world = await startWorld();
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  dead = `redis://127.0.0.1:${(s.address() as AddressInfo).port}`;
+  await new Promise((r) => s.close(r)); // nothing listens there now
+});
+afterAll(async () => {
+  for (const s of servers) {
+    s.closeAllConnections();
+    await new Promise<void>((r) => s.close(() => r()));
+  }
+  // The middleware first (its batcher still reads the queue), then the stores.
+  for (const c of closers.reverse()) await c().catch(() => {});
+  await world.close();
+});
+
+function options(lines: string[]): MicropayOptions {
+  const store = redisStore({ url: dead });
+  const queue = redisQueue({ url: dead });
+  closers.push(
+    () => store.close(),
+    () => queue.close(),
+  );
+  return {
+    merchant: world.merchant.id,
+    billing: { url: world.url, token: world.merchant.token },
+    prices: { 'GET /paid': '0.001 USD' },
+    store,
+    queue,
+    logger: pino({ level: 'info' }, { write: (l: string) => void lines.push(l) }),
+  };
+}
+
+async function serve(handler: RequestListener): Promise<string> {
+  const server = createServer(handler);
+  servers.push(server);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+const apps: [string, (o: MicropayOptions) => RequestListener][] = [
+  [
+    'Express',
+    (o) => {
+      const mw = expressMicropay(o);
+      closers.push(mw.close);
+      const app = express();
+      app.use(mw);
+      app.get(['/free', '/paid'], (_req, res) => {
+        res.send('content');
+      });
+      return app;
+    },
+  ],
+  [
+    'Koa',
+    (o) => {
+      const mw = koaMicropay(o);
+      closers.push(mw.close);
+      const app = new Koa();
+      app.silent = true;
+      app.use(mw);
+      app.use((ctx) => {
+        ctx.body = 'content';
+      });
+      return app.callback();
+    },
+  ],
+];
+
+describe.each(apps)('%s with the payment store down', (_name, make) => {
+  it('answers a paid request 503 store_unavailable at once; free routes and the challenge still work', async () => {
+    const lines: string[] = [];
+    const base = await serve(make(options(lines)));
+    expect(await (await fetch(`${base}/free`)).text()).toBe('content');
+    const challenge = await fetch(`${base}/paid`);
+    expect(challenge.status).toBe(402);
+    const { offer } = (await challenge.json()) as { offer: Offer };
+    const before = (await world.admin.admin.getAccount(world.merchant.id)).balance;
+    const header = world.buyer.pay(offer);
+    const t0 = Date.now();
+    const r = await fetch(`${base}/paid`, { headers: { 'Micropay-Payment': header } });
+    const elapsed = Date.now() - t0;
+    expect(r.status).toBe(503);
+    expect(r.headers.get('retry-after')).toBe('5');
+    const body = (await r.json()) as { error: string; message: string };
+    expect(body.error).toBe('store_unavailable');
+    expect(body.message).toMatch(/Nothing was charged/);
+    expect(JSON.stringify(body)).not.toMatch(/\n\s+at /);
+    // Bounded by the client's two reconnection attempts, not ioredis's twenty (about 30 s).
+    expect(elapsed).toBeLessThan(10_000);
+    const logged = lines.join('\n');
+    expect(logged).toContain('store_unavailable');
+    expect(logged).not.toContain(header.slice(-40));
+    expect((await world.admin.admin.getAccount(world.merchant.id)).balance).toBe(before);
+  });
+});
