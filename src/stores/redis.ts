@@ -72,6 +72,8 @@ interface Connection {
   /** Whether `close()` must quit it. */
   owned: boolean;
   prefix: string;
+  /** Set by `quit`: an owned client makes no further reconnection attempt. */
+  closing?: boolean;
 }
 
 function connect(options: RedisStoreOptions): Connection {
@@ -83,12 +85,17 @@ function connect(options: RedisStoreOptions): Connection {
   // A command waits through at most two reconnection attempts (a few hundred ms) rather than
   // ioredis's default twenty (about 30 s): a paid request is answered 503 store_unavailable at once
   // while Redis is down, instead of hanging. A client passed in keeps its own settings.
-  const client = new Redis(options.url ?? 'redis://127.0.0.1:6379', { maxRetriesPerRequest: 2 });
+  const conn: Connection = { client: null as unknown as Redis, owned: true, prefix };
+  conn.client = new Redis(options.url ?? 'redis://127.0.0.1:6379', {
+    maxRetriesPerRequest: 2,
+    // ioredis's own delays; none once closing, so that the attempt under way ends the client.
+    retryStrategy: (times) => (conn.closing ? null : Math.min(times * 50, 2000)),
+  });
   // While Redis is down ioredis reconnects and emits 'error' for each attempt; with no listener it
   // prints each one with a stack trace. Every command that fails rejects to its caller, which reports
   // it (the core as a 503 or a logged error), so the events themselves say nothing more.
-  client.on('error', () => {});
-  return { client, owned: true, prefix };
+  conn.client.on('error', () => {});
+  return conn;
 }
 
 /**
@@ -112,9 +119,31 @@ async function evictionWarnings(conn: Connection): Promise<string[]> {
   ];
 }
 
+/** Longest wait for a reconnecting client's next attempt to end it (ioredis's delays are at most 2 s). */
+const RECONNECTING_CLOSE_MS = 3000;
+
 async function quit(conn: Connection): Promise<void> {
   if (!conn.owned || conn.client.status === 'end') return;
-  // QUIT lets queued replies arrive; a client still (re)connecting has none and would wait.
+  conn.closing = true;
+  if (conn.client.status === 'reconnecting') {
+    // disconnect() now would cancel the next attempt and leave the client 'reconnecting' for good,
+    // with the commands it holds for Redis never answered (ioredis 5): let that attempt run and end
+    // the client instead (the retry strategy gives up), which rejects them.
+    const client = conn.client;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        client.off('end', done);
+        client.off('ready', done);
+        resolve();
+      };
+      const timer = setTimeout(done, RECONNECTING_CLOSE_MS);
+      client.once('end', done);
+      client.once('ready', done);
+    });
+    if (client.status === 'end') return;
+  }
+  // QUIT lets queued replies arrive; a client still connecting has none and would wait.
   if (conn.client.status !== 'ready') {
     conn.client.disconnect();
     return;

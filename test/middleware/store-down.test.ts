@@ -10,7 +10,7 @@ import express from 'express';
 import Koa from 'koa';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { MicropayOptions } from '../../src/middleware/core.js';
+import { MicropayCore, type MicropayOptions } from '../../src/middleware/core.js';
 import { micropay as expressMicropay } from '../../src/middleware/express.js';
 import { micropay as koaMicropay } from '../../src/middleware/koa.js';
 import type { Offer } from '../../src/protocol/messages.js';
@@ -118,5 +118,20 @@ describe.each(apps)('%s with the payment store down', (_name, make) => {
     expect(logged).toContain('store_unavailable');
     expect(logged).not.toContain(header.slice(-40));
     expect((await world.admin.admin.getAccount(world.merchant.id)).balance).toBe(before);
+  });
+});
+
+describe('closing while the payment store is down', () => {
+  it('ends even when the stores are closed under a merchant still reading them', async () => {
+    const lines: string[] = [];
+    const o = options(lines);
+    const core = new MicropayCore(o);
+    await core.ready(); // its batcher now polls the unreachable queue
+    await new Promise((r) => setTimeout(r, 300));
+    const t0 = Date.now();
+    // All at once, as a careless shutdown would: ioredis 5 left a client closed while reconnecting
+    // 'reconnecting' for good, and the batcher's command with it.
+    await Promise.all([core.close(), o.store!.close(), o.queue!.close()]);
+    expect(Date.now() - t0).toBeLessThan(10_000);
   });
 });
