@@ -171,6 +171,7 @@ type CallFn = (method: Method, path: string, o?: CallArgs) => Promise<unknown>;
 
 /** What a token is made of (base64url segments joined by dots): JSON-safe ASCII as it stands. */
 const TOKEN = /^[A-Za-z0-9_.-]*$/;
+const isToken = (v: unknown): v is string => typeof v === 'string' && TOKEN.test(v);
 const OPEN_CERT = '{"cert":"';
 const OPEN_ORDER = '","order":"';
 const OPEN_AUTH = '","auth":"';
@@ -193,14 +194,7 @@ export function depositBody(req: DepositRequest): Uint8Array<ArrayBuffer> | null
   if (!/^[\x20-\x7e]*$/.test(head) || !Array.isArray(req.orders)) return null;
   let size = head.length + 2 + Math.max(0, req.orders.length - 1);
   for (const o of req.orders) {
-    if (
-      typeof o?.cert !== 'string' ||
-      typeof o.order !== 'string' ||
-      !TOKEN.test(o.cert) ||
-      !TOKEN.test(o.order)
-    )
-      return null;
-    if (o.auth !== undefined && (typeof o.auth !== 'string' || !TOKEN.test(o.auth))) return null;
+    if (!isToken(o?.cert) || !isToken(o.order) || (o.auth !== undefined && !isToken(o.auth))) return null;
     size += OPEN_CERT.length + o.cert.length + OPEN_ORDER.length + o.order.length + 2;
     if (o.auth !== undefined) size += OPEN_AUTH.length + o.auth.length;
   }
