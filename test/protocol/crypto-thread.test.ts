@@ -6,9 +6,12 @@ import { generateSigningKey } from '../../src/protocol/crypto.js';
 import { CryptoThread } from '../../src/protocol/crypto-thread.js';
 
 const threads: CryptoThread[] = [];
-/** A thread that has started (jobs sent before that are done on the event loop). */
+/**
+ * A thread that has started (jobs sent before that are done on the event loop) and takes every
+ * job, however idle the event loop (unless `options` say otherwise).
+ */
 async function thread(options?: ConstructorParameters<typeof CryptoThread>[0]): Promise<CryptoThread> {
-  const t = new CryptoThread(options);
+  const t = new CryptoThread({ inlineBelow: 0, ...options });
   threads.push(t);
   await t.start();
   return t;
@@ -17,6 +20,7 @@ afterEach(async () => {
   await Promise.all(threads.splice(0).map((t) => t.close()));
 });
 
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const worker = (t: CryptoThread) => (t as unknown as { worker: Worker | null }).worker;
 
 describe('CryptoThread', () => {
@@ -56,7 +60,7 @@ describe('CryptoThread', () => {
     const [ok, s] = await Promise.all([t.verify(data, sig, k.publicKey), t.sign(data, k.privateKey)]);
     expect(ok).toBe(true);
     expect(Buffer.from(s)).toEqual(sig);
-    expect(t.stats).toEqual({ batches: 1, jobs: 2, fallbacks: 0 });
+    expect(t.stats).toEqual({ batches: 1, jobs: 2, fallbacks: 0, inline: 0 });
   });
 
   it('gathers the jobs that wait behind a full window into the next batch', async () => {
@@ -83,7 +87,7 @@ describe('CryptoThread', () => {
     const sig = sign(null, data, k.privateKey);
     const all = await Promise.all(Array.from({ length: 1300 }, () => t.verify(data, sig, k.publicKey)));
     expect(all.every(Boolean)).toBe(true);
-    expect(t.stats).toEqual({ batches: 3, jobs: 1300, fallbacks: 0 });
+    expect(t.stats).toEqual({ batches: 3, jobs: 1300, fallbacks: 0, inline: 0 });
   });
 
   it('takes views of larger buffers (only the view travels)', async () => {
@@ -115,16 +119,49 @@ describe('CryptoThread', () => {
   });
 
   it('does the jobs of a thread still starting on the event loop, then uses the thread', async () => {
-    const t = new CryptoThread();
+    const t = new CryptoThread({ inlineBelow: 0 });
     threads.push(t);
     const k = generateSigningKey();
     const data = randomBytes(64);
     const sig = sign(null, data, k.privateKey);
     expect(await t.verify(data, sig, k.publicKey)).toBe(true);
-    expect(t.stats).toEqual({ batches: 0, jobs: 0, fallbacks: 1 });
+    expect(t.stats).toEqual({ batches: 0, jobs: 0, fallbacks: 1, inline: 0 });
     await t.start();
     expect(await t.verify(data, sig, k.publicKey)).toBe(true);
-    expect(t.stats).toEqual({ batches: 1, jobs: 1, fallbacks: 1 });
+    expect(t.stats).toEqual({ batches: 1, jobs: 1, fallbacks: 1, inline: 0 });
+  });
+
+  it('does the jobs of one or two requests on an event loop that is not busy, bigger batches on the thread', async () => {
+    const t = await thread({ inlineBelow: 0.35 });
+    const k = generateSigningKey();
+    const data = randomBytes(64);
+    const sig = sign(null, data, k.privateKey);
+    await sleep(120); // a window of an idle event loop
+    expect(await t.verify(data, sig, k.publicKey)).toBe(true);
+    expect(Buffer.from(await t.sign(data, k.privateKey))).toEqual(sig);
+    expect(t.stats).toMatchObject({ jobs: 0, inline: 2 });
+    // A billing server's batch (more than 4 jobs at once) goes to the thread all the same.
+    const five = await Promise.all(Array.from({ length: 5 }, () => t.verify(data, sig, k.publicKey)));
+    expect(five).toEqual([true, true, true, true, true]);
+    expect(t.stats).toMatchObject({ jobs: 5, inline: 2 });
+  });
+
+  it('sends even single jobs to the thread while the event loop is busy, and takes them back when it is not', async () => {
+    const t = await thread({ inlineBelow: 0.35 });
+    const k = generateSigningKey();
+    const data = randomBytes(64);
+    const sig = sign(null, data, k.privateKey);
+    await sleep(120);
+    expect(await t.verify(data, sig, k.publicKey)).toBe(true);
+    expect(t.stats).toMatchObject({ jobs: 0, inline: 1 });
+    // 150 ms of a window with the loop busy all along.
+    const until = performance.now() + 150;
+    while (performance.now() < until);
+    expect(await t.verify(data, sig, k.publicKey)).toBe(true);
+    expect(t.stats).toMatchObject({ jobs: 1, inline: 1 });
+    await sleep(120);
+    expect(await t.verify(data, sig, k.publicKey)).toBe(true);
+    expect(t.stats).toMatchObject({ jobs: 1, inline: 2 });
   });
 
   it('rejects a signature with a key that cannot sign, rather than resolving garbage', async () => {
