@@ -3,7 +3,7 @@
  * orders, cached credential) and receipt re-access, for Express and for Koa,
  * in one run; then free and paid at the same fixed rate (half the paid
  * route's throughput), paced open loop (`bench/lib/paced.ts`), to compare
- * p99 latency.
+ * p99 latency; and again at a tenth of the paid route's throughput.
  *
  * The merchant runs in its own process; the billing server in another, at
  * idle priority (it stands for a service on another machine; see
@@ -90,6 +90,9 @@ interface FrameworkResult {
   rate: number;
   freeAtRate: PacedResult;
   paidAtRate: PacedResult;
+  light: number;
+  freeLight: PacedResult;
+  paidLight: PacedResult;
   deposits: Deposits;
 }
 const results: Record<string, FrameworkResult> = {};
@@ -101,7 +104,7 @@ for (const fw of ['express', 'koa'] as const) {
   await load(`${base}/paid`, orders(Math.ceil(warm.rps * 2) + 1000), 2);
   await load(`${base}/paid`, receipt, 1);
   await depositsSettled(base);
-  const r: Omit<FrameworkResult, 'rate' | 'freeAtRate' | 'paidAtRate' | 'deposits'> = {
+  const r: Pick<FrameworkResult, 'free' | 'paid' | 'receipt'> = {
     free: [],
     paid: [],
     receipt: [],
@@ -125,13 +128,19 @@ for (const fw of ['express', 'koa'] as const) {
   const pool = orders(rate * (DURATION + 1) + 1000);
   await paced(`${base}/paid`, pool.slice(0, rate), 1, rate);
   const paidAtRate = await paced(`${base}/paid`, pool.slice(rate), DURATION, rate);
+  // And at a tenth of the paid route's throughput, where this machine's two cores are not shared
+  // out between the merchant's threads, the billing server and the load generator: what a paid
+  // request itself adds.
+  const light = Math.max(50, Math.floor(rate / 5));
+  const freeLight = await paced(`${base}/free`, [], DURATION, light);
+  const paidLight = await paced(`${base}/paid`, orders(light * DURATION + 100), DURATION, light);
   const deposits = await depositsSettled(base);
-  results[fw] = { ...r, rate, freeAtRate, paidAtRate, deposits };
+  results[fw] = { ...r, rate, freeAtRate, paidAtRate, light, freeLight, paidLight, deposits };
   for (const [k, v] of Object.entries(r)) {
     const bad = v.reduce((a, x) => a + x.non2xx, 0);
     if (bad > 0) console.log(`  warning: ${fw} ${k} had ${bad} non-2xx answers`);
   }
-  for (const [k, v] of Object.entries({ freeAtRate, paidAtRate })) {
+  for (const [k, v] of Object.entries({ freeAtRate, paidAtRate, freeLight, paidLight })) {
     if (v.bad > 0) console.log(`  warning: ${fw} ${k} had ${v.bad} non-2xx answers or errors`);
   }
 }
@@ -156,6 +165,8 @@ for (const [fw, r] of Object.entries(results)) {
       `  receipt/free ${f(ratio(r.receipt, r.free, 'perCpu'))}\n` +
       `${''.padEnd(8)} at ${r.rate} req/s, paced: p99 free ${r.freeAtRate.p99} ms, paid ${r.paidAtRate.p99} ms ` +
       `(adds ${f(r.paidAtRate.p99 - r.freeAtRate.p99)} ms); p50 free ${r.freeAtRate.p50}, paid ${r.paidAtRate.p50}\n` +
+      `${''.padEnd(8)} at ${r.light} req/s, paced: p99 free ${r.freeLight.p99} ms, paid ${r.paidLight.p99} ms ` +
+      `(adds ${f(r.paidLight.p99 - r.freeLight.p99)} ms); p50 free ${r.freeLight.p50}, paid ${r.paidLight.p50}\n` +
       `${''.padEnd(8)} deposits: ${d.charged} orders charged, ${d.credited} credited, ${d.rejected} rejected ` +
       `(settled ${d.seconds} s after the last run)`,
   );
