@@ -181,6 +181,32 @@ describe.each([
     expect(mw.core.deposits!.stats.credited).toBeGreaterThanOrEqual(1);
   });
 
+  it('finds a receipt by its whole token: the same signature over another payload is refused', async () => {
+    const { app } = make();
+    const offer = await offerFor(app, '/articles/11');
+    const paid = await request(app)
+      .get('/articles/11')
+      .set('Micropay-Payment', world.buyer.pay(offer))
+      .expect(200);
+    const receipt: string = paid.headers['micropay-receipt'];
+    await request(app).get('/articles/11').set('Micropay-Payment', `receipt="${receipt}"`).expect(200);
+    // The same signature (so the same tail, which the cache is keyed by) on a payload naming another buyer.
+    const dot = receipt.lastIndexOf('.');
+    const payload = JSON.parse(Buffer.from(receipt.slice(0, dot), 'base64url').toString());
+    const forged = `${Buffer.from(JSON.stringify({ ...payload, sub: 'mallory' })).toString('base64url')}${receipt.slice(dot)}`;
+    const r = await request(app)
+      .get('/articles/11')
+      .set('Micropay-Payment', `receipt="${forged}"`)
+      .expect(402);
+    expect(r.body.error).toBe('invalid_receipt');
+    // The real one still works, after the forged one was looked up under the same key.
+    const again = await request(app)
+      .get('/articles/11')
+      .set('Micropay-Payment', `receipt="${receipt}"`)
+      .expect(200);
+    expect(again.body.paid).toMatchObject({ kind: 'receipt', buyer: 'alice' });
+  });
+
   it('refuses a replay, a wrong amount and a wrong resource with their codes', async () => {
     const { app } = make();
     const offer = await offerFor(app, '/articles/9');
