@@ -15,6 +15,11 @@
  * are in flight, and is replaced if it dies: its unanswered jobs are then done
  * on the event loop, so a job never fails for the thread's sake. It costs
  * about 18 MB of RSS (a V8 isolate with small heap limits).
+ *
+ * At light load a request's jobs stay on the event loop (`inlineBelow`): the
+ * trip there and back is two thread wake-ups (measured here, at 2,400 paid
+ * requests a second, a trip took 0.62 ms at the median for 0.16 ms of
+ * signatures).
  */
 import { type KeyObject, sign, verify } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
@@ -127,8 +132,9 @@ export class CryptoThread {
   }
 
   /**
-   * Counts since construction: batches and jobs sent to the thread, and jobs done on the event
-   * loop (while the thread was starting, or because it died).
+   * Counts since construction: batches and jobs sent to the thread, jobs done on the event loop
+   * while the thread was starting or because it died (`fallbacks`), and jobs done there because
+   * the loop had room (`inline`).
    */
   get stats(): { batches: number; jobs: number; fallbacks: number; inline: number } {
     return {
