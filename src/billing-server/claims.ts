@@ -44,7 +44,7 @@ import {
 } from './ledger.js';
 import { enqueueEvent } from './outbox.js';
 import { feeAccountId, peerAccountId, readAccounts, type StoredAccount } from './store.js';
-import { type CheckedOrder, type FailedCheck, OrderChecker } from './verify.js';
+import { type CheckedOrder, type FailedCheck, OrderChecker, timeSlices } from './verify.js';
 
 /** What the claim desk needs. */
 export interface ClaimsContext {
@@ -121,15 +121,22 @@ export class InterbankClaims {
     const prior = await this.prior(db, acq, batch);
     if (prior) return { json: prior, answer: null };
 
-    const checked: (CheckedOrder | FailedCheck)[] = (await this.checker.checkAll(items, null)).map((c) =>
-      c.ok && peer.removed !== null && c.order.iat > peer.removed + this.o.skew
-        ? {
-            ok: false,
-            reason: 'unknown_issuer',
-            message: `"${issuer}" ended its relationship with "${acq}"; orders signed since are not honoured.`,
-          }
-        : c,
-    );
+    const checked: (CheckedOrder | FailedCheck)[] = [];
+    const slice = timeSlices();
+    for (const it of items) {
+      const pause = slice();
+      if (pause) await pause;
+      const r = this.checker.check(it.cert, it.order, null);
+      let c = r instanceof Promise ? await r : r;
+      if (c.ok && peer.removed !== null && c.order.iat > peer.removed + this.o.skew) {
+        c = {
+          ok: false,
+          reason: 'unknown_issuer',
+          message: `"${issuer}" ended its relationship with "${acq}"; orders signed since are not honoured.`,
+        };
+      }
+      checked.push(c);
+    }
     const first = checked.find((c): c is CheckedOrder => c.ok);
     const cur = first?.order.cur ?? '';
     const subs = [...new Set(checked.flatMap((c) => (c.ok && c.order.cur === cur ? [c.cert.sub] : [])))];

@@ -11,7 +11,6 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { Express } from 'express';
 import pino from 'pino';
-import { cryptoThread } from '../protocol/crypto-thread.js';
 import { isId, MicropayError } from '../protocol/index.js';
 import { Claimer, type ClaimerOptions } from './claimer.js';
 import { InterbankClaims } from './claims.js';
@@ -260,8 +259,6 @@ export async function createBillingServer(opts: BillingServerOptions): Promise<B
           return Promise.reject(
             new MicropayError('already_listening', 'This billing server is already listening.'),
           );
-        // The thread that checks deposited orders' signatures, started now rather than by the first batch.
-        void cryptoThread().start();
         return new Promise((resolve, reject) => {
           const s = app.listen(port, host);
           server = s;

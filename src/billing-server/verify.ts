@@ -22,7 +22,6 @@ import {
   parseOrder,
   tid,
   verifySignature,
-  verifySignatureOffThread,
 } from '../protocol/index.js';
 import type { KeyRing } from './keyring.js';
 
@@ -88,32 +87,6 @@ export interface CheckerOptions {
   peers?: PeerKeySource;
 }
 
-/** One Ed25519 signature a check still needs verified. */
-interface SignatureJob {
-  d: DecodedToken;
-  key: KeyObject;
-}
-
-/** A credential read whose issuer signature is still to be verified (then it is cached). */
-interface UnverifiedCert {
-  entry: CachedCert;
-  job: SignatureJob;
-  token: string;
-}
-
-/**
- * An order and its credential read, their keys found, and every check that needs no
- * signature result still to come: `finish` runs checks 2 to 6 in PROTOCOL.md's order
- * once it can ask whether each of `jobs` verified.
- */
-interface Prepared {
-  jobs: SignatureJob[];
-  finish(verified: (job: SignatureJob) => boolean): CheckResult;
-}
-
-/** Uncached credentials met in one batch, by token: one issuer signature check each. */
-type BatchCerts = Map<string, UnverifiedCert>;
-
 /** Verifies payment pairs and mp-auth tokens for this billing server. */
 export class OrderChecker {
   private readonly certs = new Lru<string, CachedCert>(10_000);
@@ -123,16 +96,8 @@ export class OrderChecker {
 
   constructor(private readonly o: CheckerOptions) {}
 
-  /**
-   * The credential: verified and cached, failed, `MISS` when its key is not loaded yet (and
-   * `missing` says to ask), or read with its issuer signature still to verify (shared by the
-   * batch's other orders under the same token).
-   */
-  private credential(
-    token: unknown,
-    missing: 'miss' | 'fail',
-    batch: BatchCerts | null,
-  ): CachedCert | UnverifiedCert | FailedCheck | typeof MISS {
+  /** The verified credential, or `MISS` when its key is not loaded yet (and `missing` says to ask). */
+  private credential(token: unknown, missing: 'miss' | 'fail'): CachedCert | FailedCheck | typeof MISS {
     if (typeof token !== 'string')
       return fail('malformed_payment', 'The credential token is missing or not a string.');
     const hit = this.certs.get(token);
@@ -142,8 +107,6 @@ export class OrderChecker {
       (hit.cert.iss === this.o.issuer || this.o.peers?.peek(hit.cert.iss, hit.cert.kid) === hit.issuerKey)
     )
       return hit;
-    const seen = batch?.get(token);
-    if (seen) return seen;
     let d: DecodedToken;
     let cert: Credential;
     try {
@@ -171,29 +134,26 @@ export class OrderChecker {
           : `The signing key "${cert.kid}" is not one of the published keys of "${cert.iss}".`,
       );
     }
+    if (!verifySignature(d, issuerKey))
+      return fail('bad_credential', `The credential is not signed by "${cert.iss}".`);
     let buyerKey: KeyObject;
     try {
       buyerKey = this.buyerKeys.get(cert.key);
     } catch {
-      // (Reported as a bad credential whether or not its signature holds: the same code either way.)
       return fail('bad_credential', 'The credential holds an invalid buyer key.');
     }
-    const u: UnverifiedCert = {
-      entry: { cert, cid: tid(token), issuerKey, buyerKey },
-      job: { d, key: issuerKey },
-      token,
-    };
-    batch?.set(token, u);
-    return u;
+    const entry = { cert, cid: tid(token), issuerKey, buyerKey };
+    this.certs.set(token, entry);
+    return entry;
   }
 
   /**
    * Checks 2 to 6 for an order deposited or authorized by merchant `mer`
    * (`null`: any merchant, for an order a peer claims for one of its merchants).
    * `now` (authorizations) also requires the credential valid now and the order fresh.
-   * Synchronous, signatures included, unless the credential names a key this instance has not
-   * loaded yet: then it re-reads the key table and answers through a promise. For one order
-   * (an online authorization); a batch goes through `checkAll`.
+   * Synchronous (no promise per order on the deposit hot path) unless the
+   * credential names a key this instance has not loaded yet: then it re-reads
+   * the key table and answers through a promise.
    */
   check(
     certToken: unknown,
@@ -201,59 +161,23 @@ export class OrderChecker {
     mer: string | null,
     now?: number,
   ): CheckResult | Promise<CheckResult> {
-    const p = this.prepare(certToken, orderToken, mer, now, 'miss', null);
-    if (p === MISS)
-      return this.afterMiss().then(() =>
-        verifyHere(this.prepare(certToken, orderToken, mer, now, 'fail', null) as Prepared | FailedCheck),
-      );
-    return verifyHere(p);
-  }
-
-  /**
-   * `check` for every order of a deposit or a claim, with their signatures verified on the crypto
-   * thread (`protocol/crypto-thread.ts`) rather than on the event loop, which a batch of 1,000
-   * orders would otherwise hold for over 100 ms (credential fetches and online authorizations
-   * waiting behind it). A credential shared by several orders has its signature checked once.
-   */
-  async checkAll(
-    items: readonly { cert: unknown; order: unknown }[],
-    mer: string | null,
-  ): Promise<CheckResult[]> {
-    const batch: BatchCerts = new Map();
-    const prepared: (Prepared | FailedCheck)[] = [];
-    for (const it of items) {
-      let p = this.prepare(it.cert, it.order, mer, undefined, 'miss', batch);
-      if (p === MISS) {
-        await this.afterMiss();
-        p = this.prepare(it.cert, it.order, mer, undefined, 'fail', batch) as Prepared | FailedCheck;
-      }
-      prepared.push(p);
-    }
-    const jobs = new Set<SignatureJob>();
-    for (const p of prepared) if ('jobs' in p) for (const j of p.jobs) jobs.add(j);
-    const list = [...jobs];
-    const ok = await Promise.all(list.map((j) => verifySignatureOffThread(j.d, j.key)));
-    const verified = new Map<SignatureJob, boolean>();
-    for (let i = 0; i < list.length; i++) verified.set(list[i]!, ok[i]!);
-    return prepared.map((p) => ('jobs' in p ? p.finish((j) => verified.get(j)!) : p));
-  }
-
-  /** After `MISS`: refetches the key set that lacked the key (rate-limited). */
-  private afterMiss(): Promise<void> {
+    const r = this.checkWith(certToken, orderToken, mer, now, 'miss');
+    if (r !== MISS) return r;
     const { iss, kid } = this.lastMissed;
-    return iss === this.o.issuer || !this.o.peers
-      ? this.o.keys.refreshAfterMiss(kid)
-      : this.o.peers.refreshAfterMiss(iss, kid);
+    const refreshed =
+      iss === this.o.issuer || !this.o.peers
+        ? this.o.keys.refreshAfterMiss(kid)
+        : this.o.peers.refreshAfterMiss(iss, kid);
+    return refreshed.then(() => this.checkWith(certToken, orderToken, mer, now, 'fail') as CheckResult);
   }
 
-  private prepare(
+  private checkWith(
     certToken: unknown,
     orderToken: unknown,
     mer: string | null,
     now: number | undefined,
     missing: 'miss' | 'fail',
-    batch: BatchCerts | null,
-  ): Prepared | FailedCheck | typeof MISS {
+  ): CheckResult | typeof MISS {
     if (typeof orderToken !== 'string')
       return fail('malformed_payment', 'The order token is missing or not a string.');
     let od: DecodedToken;
@@ -264,37 +188,8 @@ export class OrderChecker {
     } catch (e) {
       return fail('malformed_payment', messageOf(e));
     }
-    const c = this.credential(certToken, missing, batch);
-    if (c === MISS || 'ok' in c) return c;
-    const pending = 'job' in c ? c : null;
-    const entry = pending ? pending.entry : (c as CachedCert);
-    // An order under another credential fails check 4 without its signature being looked at.
-    const orderJob: SignatureJob | null = order.cid === entry.cid ? { d: od, key: entry.buyerKey } : null;
-    const jobs: SignatureJob[] = [];
-    if (pending) jobs.push(pending.job);
-    if (orderJob) jobs.push(orderJob);
-    return {
-      jobs,
-      finish: (verified) => {
-        if (pending) {
-          if (!verified(pending.job))
-            return fail('bad_credential', `The credential is not signed by "${entry.cert.iss}".`);
-          this.certs.set(pending.token, entry);
-        }
-        return this.rest(entry, order, orderJob, verified, mer, now);
-      },
-    };
-  }
-
-  /** Checks 3 to 6, given a verified credential. */
-  private rest(
-    c: CachedCert,
-    order: Order,
-    orderJob: SignatureJob | null,
-    verified: (job: SignatureJob) => boolean,
-    mer: string | null,
-    now: number | undefined,
-  ): CheckResult {
+    const c = this.credential(certToken, missing);
+    if (c === MISS || !('cert' in c)) return c;
     const { cert } = c;
     const skew = this.o.skew;
     if (order.iat < cert.nbf - skew || order.iat > cert.exp + skew) {
@@ -303,8 +198,9 @@ export class OrderChecker {
     if (now !== undefined && (now < cert.nbf - skew || now > cert.exp + skew)) {
       return fail('expired_credential', 'The credential is not valid now. The buyer must fetch a fresh one.');
     }
-    if (!orderJob) return fail('bad_signature', 'The order was not made under the credential sent with it.');
-    if (!verified(orderJob))
+    if (order.cid !== c.cid)
+      return fail('bad_signature', 'The order was not made under the credential sent with it.');
+    if (!verifySignature(od, c.buyerKey))
       return fail('bad_signature', "The order's signature does not verify under the credential's key.");
     if (mer !== null && order.mer !== mer)
       return fail('wrong_merchant', `The order is for merchant "${order.mer}", not "${mer}".`);
@@ -336,9 +232,23 @@ export class OrderChecker {
   }
 }
 
-/** A prepared check finished with its signatures verified here, synchronously. */
-function verifyHere(p: Prepared | FailedCheck): CheckResult {
-  return 'jobs' in p ? p.finish((j) => verifySignature(j.d, j.key)) : p;
+/**
+ * For a loop of checks over a batch (1,000 orders take over 100 ms of Ed25519): a function that
+ * returns a promise to await once the loop has held the event loop `sliceMs` since it last let go,
+ * and `undefined` before that. Awaiting it lets other requests (credential fetches, online
+ * authorizations) through between slices, at no cost in CPU.
+ */
+export function timeSlices(sliceMs = 5): () => Promise<void> | undefined {
+  let since = performance.now();
+  return () => {
+    if (performance.now() - since < sliceMs) return undefined;
+    return new Promise<void>((resolve) =>
+      setImmediate(() => {
+        since = performance.now();
+        resolve();
+      }),
+    );
+  };
 }
 
 function messageOf(e: unknown): string {
