@@ -106,8 +106,8 @@ export class CryptoThread {
    * @param options.inlineBelow while the event loop would be busy less than this share of the time
    *   with the jobs done on it (measured over windows of 100 ms), the jobs of one or two requests
    *   are done there rather than sent: at light load the trip to the thread and back (two thread
-   *   wake-ups) costs more latency than the signatures themselves. Batches of more than 4 jobs (a
-   *   billing server's deposit) always go to the thread. 0 never does jobs here. Default 0.35.
+   *   wake-ups) costs more latency than the signatures themselves. Batches of more than 4 jobs (requests
+   *   arriving together) always go to the thread. 0 never does jobs here. Default 0.35.
    */
   constructor(options: { maxInFlight?: number; inlineBelow?: number } = {}) {
     this.maxInFlight = options.maxInFlight ?? 16;

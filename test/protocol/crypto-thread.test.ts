@@ -140,7 +140,7 @@ describe('CryptoThread', () => {
     expect(await t.verify(data, sig, k.publicKey)).toBe(true);
     expect(Buffer.from(await t.sign(data, k.privateKey))).toEqual(sig);
     expect(t.stats).toMatchObject({ jobs: 0, inline: 2 });
-    // A billing server's batch (more than 4 jobs at once) goes to the thread all the same.
+    // More than 4 jobs at once (requests arriving together) go to the thread all the same.
     const five = await Promise.all(Array.from({ length: 5 }, () => t.verify(data, sig, k.publicKey)));
     expect(five).toEqual([true, true, true, true, true]);
     expect(t.stats).toMatchObject({ jobs: 5, inline: 2 });
