@@ -15,7 +15,7 @@ import {
   type Server,
   ServerResponse,
 } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import express from 'express';
 import Koa from 'koa';
 import pino from 'pino';
@@ -28,6 +28,7 @@ import { tid } from '../../src/protocol/crypto.js';
 import type { Offer } from '../../src/protocol/messages.js';
 import { MemoryDepositQueue, MemoryPaymentStore } from '../../src/stores/memory.js';
 import type { DepositBatch, DepositItem, DepositQueue } from '../../src/stores/types.js';
+import { Opened } from '../helpers/opened.js';
 import { eventually, startWorld, type World } from '../helpers/world.js';
 
 const AMT = 1000;
@@ -72,17 +73,12 @@ class GatedQueue implements DepositQueue {
 }
 
 let world: World;
-const servers: Server[] = [];
-const closers: (() => Promise<void>)[] = [];
+const opened = new Opened();
 beforeAll(async () => {
   world = await startWorld();
 });
 afterAll(async () => {
-  for (const s of servers) {
-    s.closeAllConnections();
-    await new Promise<void>((r) => s.close(() => r()));
-  }
-  await Promise.allSettled(closers.map((c) => c()));
+  await opened.close();
   await world.close();
 });
 
@@ -117,11 +113,7 @@ function setup() {
   return { queue, store, logged, options };
 }
 
-async function listen(server: Server): Promise<string> {
-  servers.push(server);
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
+const listen = (server: Server): Promise<string> => opened.listen(server);
 
 /** A GET on a fresh connection; `response` is undefined until the status line has arrived. */
 function send(url: string, headers: Record<string, string> = {}) {
@@ -158,7 +150,7 @@ const balance = async () => (await world.admin.admin.getAccount(world.merchant.i
 
 function expressServer(options: MicropayOptions): Server {
   const mw = expressMicropay(options);
-  closers.push(mw.close);
+  opened.onClose(mw.close);
   const app = express();
   app.use(mw);
   app.get('/article', (_req, res) => {
@@ -181,7 +173,7 @@ function expressServer(options: MicropayOptions): Server {
 
 function koaServer(options: MicropayOptions): Server {
   const mw = koaMicropay(options);
-  closers.push(mw.close);
+  opened.onClose(mw.close);
   const app = new Koa();
   app.silent = true;
   app.use(mw);
@@ -327,7 +319,7 @@ describe('a priced upgrade with a durable deposit queue', () => {
 
   async function upgradeServer(options: MicropayOptions): Promise<string> {
     const core = new MicropayCore(options);
-    closers.push(() => core.close());
+    opened.onClose(() => core.close());
     // Plain requests (the 402 with the offer) go through the core too.
     const server = createServer((req, res) => {
       void core.handle(req, res).then((o) => {

@@ -4,7 +4,7 @@
  * `Retry-After` and a sentence, never a 500 or a stack trace, and nothing is
  * charged; free routes and the 402 challenge are untouched. Express and Koa.
  */
-import { createServer, type RequestListener, type Server } from 'node:http';
+import { createServer, type RequestListener } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import Koa from 'koa';
@@ -15,12 +15,12 @@ import { micropay as expressMicropay } from '../../src/middleware/express.js';
 import { micropay as koaMicropay } from '../../src/middleware/koa.js';
 import type { Offer } from '../../src/protocol/messages.js';
 import { redisQueue, redisStore } from '../../src/stores/index.js';
+import { Opened } from '../helpers/opened.js';
 import { startWorld, type World } from '../helpers/world.js';
 
 let world: World;
 let dead: string;
-const servers: Server[] = [];
-const closers: (() => Promise<void>)[] = [];
+const opened = new Opened();
 
 beforeAll(async () => {
   world = await startWorld();
@@ -30,19 +30,14 @@ beforeAll(async () => {
   await new Promise((r) => s.close(r)); // nothing listens there now
 });
 afterAll(async () => {
-  for (const s of servers) {
-    s.closeAllConnections();
-    await new Promise<void>((r) => s.close(() => r()));
-  }
-  // The middleware first (its batcher still reads the queue), then the stores.
-  for (const c of closers.reverse()) await c().catch(() => {});
+  await opened.close();
   await world.close();
 });
 
 function options(lines: string[]): MicropayOptions {
   const store = redisStore({ url: dead });
   const queue = redisQueue({ url: dead });
-  closers.push(
+  opened.onClose(
     () => store.close(),
     () => queue.close(),
   );
@@ -57,10 +52,7 @@ function options(lines: string[]): MicropayOptions {
 }
 
 async function serve(handler: RequestListener): Promise<string> {
-  const server = createServer(handler);
-  servers.push(server);
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return opened.listen(createServer(handler));
 }
 
 const apps: [string, (o: MicropayOptions) => RequestListener][] = [
@@ -68,7 +60,7 @@ const apps: [string, (o: MicropayOptions) => RequestListener][] = [
     'Express',
     (o) => {
       const mw = expressMicropay(o);
-      closers.push(mw.close);
+      opened.onClose(mw.close);
       const app = express();
       app.use(mw);
       app.get(['/free', '/paid'], (_req, res) => {
@@ -81,7 +73,7 @@ const apps: [string, (o: MicropayOptions) => RequestListener][] = [
     'Koa',
     (o) => {
       const mw = koaMicropay(o);
-      closers.push(mw.close);
+      opened.onClose(mw.close);
       const app = new Koa();
       app.silent = true;
       app.use(mw);

@@ -4,8 +4,7 @@
  * with the charge decided when the headers go out (the receipt is a header)
  * and the order deposited at a real billing server.
  */
-import { createServer, type RequestListener, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer, type RequestListener } from 'node:http';
 import { Readable } from 'node:stream';
 import express from 'express';
 import Koa from 'koa';
@@ -16,6 +15,7 @@ import { micropay as expressMicropay } from '../../src/middleware/express.js';
 import { micropay as koaMicropay } from '../../src/middleware/koa.js';
 import { decodeToken } from '../../src/protocol/codec.js';
 import type { Offer } from '../../src/protocol/messages.js';
+import { Opened } from '../helpers/opened.js';
 import { eventually, startWorld, type World } from '../helpers/world.js';
 
 const AMT = 1000; // 0.001 USD
@@ -23,18 +23,13 @@ const NET = AMT - Math.floor((AMT * 500) / 10_000);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let world: World;
-const servers: Server[] = [];
-const closers: (() => Promise<void>)[] = [];
+const opened = new Opened();
 
 beforeAll(async () => {
   world = await startWorld();
 });
 afterAll(async () => {
-  for (const s of servers) {
-    s.closeAllConnections();
-    await new Promise<void>((r) => s.close(() => r()));
-  }
-  await Promise.allSettled(closers.map((c) => c()));
+  await opened.close();
   await world.close();
 });
 
@@ -47,10 +42,7 @@ const options = (): MicropayOptions => ({
 });
 
 async function serve(handler: RequestListener): Promise<string> {
-  const server = createServer(handler);
-  servers.push(server);
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return opened.listen(createServer(handler));
 }
 
 /** Pays for `path` and reads the answer chunk by chunk, noting when each arrived (ms after the request). */
@@ -92,7 +84,7 @@ describe('streamed paid responses', () => {
 
   it('Koa: a stream body reaches the client before the stream ends, with a receipt', async () => {
     const mw = koaMicropay(options());
-    closers.push(mw.close);
+    opened.onClose(mw.close);
     const app = new Koa();
     app.silent = true;
     app.use(mw);
@@ -121,7 +113,7 @@ describe('streamed paid responses', () => {
 
   it('Express: server-sent events flow one by one, with a receipt', async () => {
     const mw = expressMicropay(options());
-    closers.push(mw.close);
+    opened.onClose(mw.close);
     const app = express();
     app.use(mw);
     app.get('/events', async (_req, res) => {
@@ -146,7 +138,7 @@ describe('streamed paid responses', () => {
 
   it('Koa: server-sent events flow too', async () => {
     const mw = koaMicropay(options());
-    closers.push(mw.close);
+    opened.onClose(mw.close);
     const app = new Koa();
     app.silent = true;
     app.use(mw);
