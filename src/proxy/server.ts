@@ -25,7 +25,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import httpProxy from 'http-proxy';
 import pino from 'pino';
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import {
   type MerchantBilling,
   MicropayCore,
@@ -33,6 +33,7 @@ import {
   type MicropayOptions,
   type PaymentInfo,
 } from '../middleware/core.js';
+import { FastHistogram, type HistogramSeries } from '../middleware/histogram.js';
 import type { PriceFunction, PriceSpec } from '../middleware/prices.js';
 import { exportSeed } from '../protocol/crypto.js';
 import { isMicropayError, MicropayError } from '../protocol/errors.js';
@@ -106,6 +107,11 @@ interface Upstream {
   pathPrefix?: string;
   origin: string;
   options: httpProxy.ServerOptions;
+  /**
+   * An http-proxy instance holding `options` for plain requests: called without per-request options
+   * or callback, it copies no options and makes no closure per request (its events carry the request).
+   */
+  web: httpProxy;
 }
 
 interface Shared<T> {
@@ -139,11 +145,15 @@ interface WsContext {
   done: () => void;
 }
 
-/** Per request: for the close listener and the `proxyReq` event. */
+/** Per request: for the close listener and the `proxyReq` and `proxyRes` events. */
+type Outcome = 'free' | 'paid' | 'answered' | 'error';
+
 interface RequestContext {
   t0: number;
-  outcome: 'free' | 'paid' | 'answered' | 'error';
+  outcome: Outcome;
   proxyReq: http.ClientRequest | null;
+  /** When the request was sent upstream (`performance.now()`). */
+  sent: number;
 }
 const CTX = Symbol('micropay-proxy');
 type WithContext = IncomingMessage & { [CTX]?: RequestContext };
@@ -301,16 +311,22 @@ class PaywallProxy implements MicropayProxy {
   private address: string | null = null;
   private readonly m: {
     requests: Counter<'outcome' | 'status'>;
-    duration: Histogram<'outcome'>;
-    upstream: Histogram;
+    duration: FastHistogram<'outcome'>;
+    upstream: FastHistogram;
     upstreamErrors: Counter;
     inflight: Gauge;
     websockets: Gauge;
     reloads: Counter<'result'>;
   };
-  private readonly durationBy: Record<string, { observe(v: number): void }>;
+  private readonly durationBy: Record<Outcome, HistogramSeries>;
+  private readonly upstreamTime: HistogramSeries;
   /** Requests by `"outcome status"`, copied into `micropay_proxy_requests_total` at each scrape. */
-  private readonly counted = new Map<string, { outcome: string; status: string; n: number }>();
+  private readonly counted: Record<Outcome, Map<number, number>> = {
+    free: new Map(),
+    paid: new Map(),
+    answered: new Map(),
+    error: new Map(),
+  };
 
   constructor(config: ProxyConfig, opts: CreateProxyOptions) {
     this.opts = opts;
@@ -334,17 +350,19 @@ class PaywallProxy implements MicropayProxy {
         // Counted in a Map per request: prom-client's labelled inc validates and hashes labels on each call.
         collect() {
           this.reset();
-          for (const c of self.counted.values()) this.inc({ outcome: c.outcome, status: c.status }, c.n);
+          for (const [outcome, byStatus] of Object.entries(self.counted)) {
+            for (const [status, n] of byStatus) this.inc({ outcome, status: String(status) }, n);
+          }
         },
       }),
-      duration: new Histogram({
+      duration: new FastHistogram({
         name: 'micropay_proxy_request_duration_seconds',
         help: 'Time from request to the end of the response, by outcome',
         labelNames: ['outcome'],
         buckets,
         registers: [reg],
       }),
-      upstream: new Histogram({
+      upstream: new FastHistogram({
         name: 'micropay_proxy_upstream_response_seconds',
         help: "Time from sending a request upstream to the upstream's response headers",
         buckets,
@@ -378,29 +396,20 @@ class PaywallProxy implements MicropayProxy {
         registers: [reg],
       }),
     };
-    this.durationBy = Object.fromEntries(
-      ['free', 'paid', 'answered', 'error'].map((o) => [o, this.m.duration.labels(o)]),
-    );
+    const d = this.m.duration;
+    this.durationBy = {
+      free: d.series({ outcome: 'free' }),
+      paid: d.series({ outcome: 'paid' }),
+      answered: d.series({ outcome: 'answered' }),
+      error: d.series({ outcome: 'error' }),
+    };
+    this.upstreamTime = this.m.upstream.series();
 
     this.state = this.build(config, null);
     this.live.add(this.state);
+    // Websockets go through this one (with per-call options); plain requests through their upstream's.
     this.proxy = httpProxy.createProxyServer({ xfwd: true });
-    this.proxy.on('error', () => {}); // every call passes its own error callback
-    this.proxy.on('proxyReq', (proxyReq, req, res) => {
-      // Hop-by-hop: the agent keeps the upstream connection alive whatever the client asked.
-      const h = req.headers;
-      if (h.connection !== undefined) proxyReq.removeHeader('connection');
-      if (h['keep-alive'] !== undefined) proxyReq.removeHeader('keep-alive');
-      if (h['proxy-connection'] !== undefined) proxyReq.removeHeader('proxy-connection');
-      const ctx = (req as WithContext)[CTX];
-      if (ctx) ctx.proxyReq = proxyReq; // aborted by the request's close listener if the client goes away
-      const t0 = performance.now();
-      proxyReq.on('response', (proxyRes) => {
-        this.m.upstream.observe((performance.now() - t0) / 1000);
-        // An upstream that dies mid-body must not leave the client waiting.
-        proxyRes.on('aborted', () => res.destroy());
-      });
-    });
+    this.proxy.on('error', () => {}); // every ws call passes its own error callback
     this.proxy.on('proxyReqWs', (proxyReq, req) => this.onProxyReqWs(proxyReq, req));
     this.server = config.tls ? https.createServer(this.tlsFiles(config)) : http.createServer();
     this.server.on('request', (req, res) => this.onRequest(req, res));
@@ -450,17 +459,22 @@ class PaywallProxy implements MicropayProxy {
   private upstream(u: ProxyUpstream): Upstream {
     const t = target(u.url);
     const origin = `${t.protocol}//${t.hostname}:${t.port}`;
+    const options: httpProxy.ServerOptions = {
+      target: t,
+      agent: this.agentFor(origin, t.protocol),
+      changeOrigin: u.changeOrigin,
+      xfwd: true,
+    };
     const up: Upstream = {
       url: u.url,
       hostHasPort: false,
       origin,
-      options: {
-        target: t,
-        agent: this.agentFor(origin, t.protocol),
-        changeOrigin: u.changeOrigin,
-        xfwd: true,
-      },
+      options,
+      web: httpProxy.createProxyServer(options),
     };
+    up.web.on('proxyReq', this.onProxyReq);
+    up.web.on('proxyRes', this.onProxyRes);
+    up.web.on('error', (err, req, res) => this.onUpstreamError(err, req, res, up));
     if (u.host !== undefined) {
       up.host = u.host;
       up.hostHasPort = /:\d+$/.test(u.host);
@@ -645,11 +659,10 @@ class PaywallProxy implements MicropayProxy {
   }
 
   /** Counts a request for `micropay_proxy_requests_total`. */
-  private count(outcome: string, status: number): void {
-    const key = `${outcome} ${status}`;
-    const c = this.counted.get(key);
-    if (c) c.n++;
-    else this.counted.set(key, { outcome, status: String(status), n: 1 });
+  private count(outcome: Outcome, status: number): void {
+    // By outcome, then status as a number: no key string is built per request.
+    const byStatus = this.counted[outcome];
+    byStatus.set(status, (byStatus.get(status) ?? 0) + 1);
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
@@ -657,7 +670,7 @@ class PaywallProxy implements MicropayProxy {
     if (url.startsWith('/_micropay/') && this.internal(req, res, url)) return;
     const s = this.state;
     this.enter(s);
-    const ctx: RequestContext = { t0: performance.now(), outcome: 'free', proxyReq: null };
+    const ctx: RequestContext = { t0: performance.now(), outcome: 'free', proxyReq: null, sent: 0 };
     (req as WithContext)[CTX] = ctx;
     // `on`, not `once`: 'close' comes once, and a once wrapper is an allocation per request.
     res.on('close', () => {
@@ -665,7 +678,7 @@ class PaywallProxy implements MicropayProxy {
       // http-proxy does not abort the upstream request when the client goes away after sending its body.
       if (ctx.proxyReq !== null && !res.writableFinished) ctx.proxyReq.destroy();
       const o = res.statusCode === 502 && ctx.outcome !== 'answered' ? 'error' : ctx.outcome;
-      this.durationBy[o]!.observe((performance.now() - ctx.t0) / 1000);
+      this.durationBy[o].observe((performance.now() - ctx.t0) / 1000);
       this.count(o, res.statusCode);
     });
     if (this.closing) res.setHeader('Connection', 'close');
@@ -710,8 +723,34 @@ class PaywallProxy implements MicropayProxy {
   /** Sends the request upstream, never with the buyer's tokens. */
   private forward(req: IncomingMessage, res: ServerResponse, up: Upstream): void {
     if (req.headers['micropay-payment'] !== undefined) delete req.headers['micropay-payment'];
-    this.proxy.web(req, res, up.options, (err, _req, r) => this.onUpstreamError(err, req, r, up));
+    up.web.web(req, res);
   }
+
+  /** http-proxy's `proxyReq`, for every upstream: the request is about to go. */
+  private readonly onProxyReq = (proxyReq: http.ClientRequest, req: IncomingMessage): void => {
+    // Hop-by-hop: the agent keeps the upstream connection alive whatever the client asked.
+    const h = req.headers;
+    if (h.connection !== undefined) proxyReq.removeHeader('connection');
+    if (h['keep-alive'] !== undefined) proxyReq.removeHeader('keep-alive');
+    if (h['proxy-connection'] !== undefined) proxyReq.removeHeader('proxy-connection');
+    const ctx = (req as WithContext)[CTX];
+    if (ctx) {
+      ctx.proxyReq = proxyReq; // aborted by the request's close listener if the client goes away
+      ctx.sent = performance.now();
+    }
+  };
+
+  /** http-proxy's `proxyRes`, for every upstream: the upstream's headers are in (and not yet passed on). */
+  private readonly onProxyRes = (
+    proxyRes: IncomingMessage,
+    req: IncomingMessage,
+    res: ServerResponse,
+  ): void => {
+    const ctx = (req as WithContext)[CTX];
+    if (ctx) this.upstreamTime.observe((performance.now() - ctx.sent) / 1000);
+    // An upstream that dies mid-body must not leave the client waiting.
+    proxyRes.on('aborted', () => res.destroy());
+  };
 
   private onUpstreamError(err: Error, req: IncomingMessage, res: unknown, up: Upstream): void {
     this.m.upstreamErrors.inc();
@@ -836,7 +875,7 @@ class PaywallProxy implements MicropayProxy {
     const t0 = performance.now();
     const socket = req.socket;
     proxyReq.once('upgrade', (proxyRes: IncomingMessage, proxySocket: Socket) => {
-      this.m.upstream.observe((performance.now() - t0) / 1000);
+      this.upstreamTime.observe((performance.now() - t0) / 1000);
       this.settle(ctx, 101, proxyRes.headers, socket);
       this.tunnels.add(socket);
       const closeBoth = () => {
@@ -850,7 +889,7 @@ class PaywallProxy implements MicropayProxy {
     });
     proxyReq.once('response', (proxyRes: IncomingMessage) => {
       if ((proxyRes as { upgrade?: boolean }).upgrade) return;
-      this.m.upstream.observe((performance.now() - t0) / 1000);
+      this.upstreamTime.observe((performance.now() - t0) / 1000);
       this.settle(ctx, proxyRes.statusCode ?? 502, proxyRes.headers, socket);
     });
   }
