@@ -251,6 +251,14 @@ describe('micropay-proxy', () => {
     expect(m.body).toMatch(/micropay_payments_total\{mode="offline"\} \d+/);
     expect(m.body).toMatch(/micropay_rejections_total\{code="replayed_order"\} 1/);
     expect(m.body).toMatch(/micropay_proxy_requests_total\{outcome="answered",status="402"\} \d+/);
+    // The histograms count every request their counters count (FastHistogram series, src/middleware/histogram.ts).
+    const num = (re: RegExp) => [...m.body.matchAll(re)].reduce((a, x) => a + Number(x[1]), 0);
+    const paid = num(/^micropay_proxy_requests_total\{outcome="paid",status="\d+"\} (\d+)$/gm);
+    expect(paid).toBeGreaterThan(0);
+    expect(num(/^micropay_proxy_request_duration_seconds_count\{outcome="paid"\} (\d+)$/gm)).toBe(paid);
+    const payments = num(/^micropay_payments_total\{mode="\w+"\} (\d+)$/gm);
+    expect(payments).toBeGreaterThan(0);
+    expect(num(/^micropay_verify_seconds_count (\d+)$/gm)).toBeGreaterThanOrEqual(payments);
     const post = await get(`${url}/_micropay/metrics`, {}, 'POST');
     expect(post.status).toBe(405);
     const wallet = await get(`${url}/_micropay/wallet.js`);
