@@ -63,22 +63,6 @@ describe('CryptoThread', () => {
     expect(t.stats).toEqual({ batches: 1, jobs: 2, fallbacks: 0, inline: 0 });
   });
 
-  it('sends the jobs of one event-loop turn in one batch, across the microtask checkpoints between requests', async () => {
-    const t = await thread();
-    const k = generateSigningKey();
-    const data = randomBytes(64);
-    const sig = sign(null, data, k.privateKey);
-    // As when one turn reads several requests: each one's callback ends in a microtask checkpoint.
-    const all: Promise<unknown>[] = [];
-    for (let i = 0; i < 5; i++) {
-      all.push(t.verify(data, sig, k.publicKey), t.sign(data, k.privateKey));
-      await Promise.resolve();
-      await Promise.resolve();
-    }
-    await Promise.all(all);
-    expect(t.stats).toEqual({ batches: 1, jobs: 10, fallbacks: 0, inline: 0 });
-  });
-
   it('gathers the jobs that wait behind a full window into the next batch', async () => {
     const t = await thread({ maxInFlight: 1 });
     const k = generateSigningKey();
