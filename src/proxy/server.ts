@@ -145,9 +145,10 @@ interface WsContext {
   done: () => void;
 }
 
-/** Per request: for the close listener and the `proxyReq` and `proxyRes` events. */
+/** How a request ended, for the metrics. */
 type Outcome = 'free' | 'paid' | 'answered' | 'error';
 
+/** Per request: for the close listener and the `proxyReq` and `proxyRes` events. */
 interface RequestContext {
   t0: number;
   outcome: Outcome;
@@ -320,7 +321,7 @@ class PaywallProxy implements MicropayProxy {
   };
   private readonly durationBy: Record<Outcome, HistogramSeries>;
   private readonly upstreamTime: HistogramSeries;
-  /** Requests by `"outcome status"`, copied into `micropay_proxy_requests_total` at each scrape. */
+  /** Requests by outcome, then status, copied into `micropay_proxy_requests_total` at each scrape. */
   private readonly counted: Record<Outcome, Map<number, number>> = {
     free: new Map(),
     paid: new Map(),
