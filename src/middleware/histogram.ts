@@ -20,6 +20,22 @@ import {
 /** Label values of one series. */
 type Labels<T extends string> = { [K in T]?: string | number };
 
+/** One exported line's value, in the shape prom-client's registry formats. */
+type ExportedValue = {
+  labels: Record<string, string | number | undefined>;
+  value: number;
+  metricName: string;
+};
+
+/** What prom-client's `Metric` holds and its typings do not show. */
+type MetricFields = {
+  name: string;
+  help: string;
+  type: MetricType;
+  aggregator: Aggregator;
+  labelNames: string[];
+};
+
 /** One series of a `FastHistogram`. */
 export interface HistogramSeries {
   /** Counts one observation (seconds, for the durations here). */
@@ -40,7 +56,7 @@ class Series<T extends string> implements HistogramSeries {
   }
 
   observe(value: number): void {
-    if (!Number.isFinite(value)) return; // a clock going backwards is not a metric; nothing else gives one
+    if (!Number.isFinite(value)) return; // NaN or infinite: not counted (prom-client's observe would throw)
     const b = this.bounds;
     let i = 0;
     while (i < b.length && value > b[i]!) i++;
@@ -94,7 +110,7 @@ export class FastHistogram<T extends string = string> extends Histogram<T> {
   }
 
   override async get(): Promise<MetricObjectWithValues<MetricValueWithName<T>>> {
-    const self = this as unknown as { name: string; help: string; type: MetricType; aggregator: Aggregator };
+    const self = this as unknown as MetricFields;
     return {
       name: self.name,
       help: self.help,
@@ -110,17 +126,12 @@ export class FastHistogram<T extends string = string> extends Histogram<T> {
     return this.get();
   }
 
-  private values(): {
-    labels: Record<string, string | number | undefined>;
-    value: number;
-    metricName: string;
-  }[] {
-    const out: { labels: Record<string, string | number | undefined>; value: number; metricName: string }[] =
-      [];
-    const name = (this as unknown as { name: string }).name;
+  private values(): ExportedValue[] {
+    const out: ExportedValue[] = [];
+    const { name, labelNames } = this as unknown as MetricFields;
     const bucket = `${name}_bucket`;
     // As prom-client: a labelled series appears once observed; an unlabelled one always.
-    const labelled = (this as unknown as { labelNames: string[] }).labelNames.length > 0;
+    const labelled = labelNames.length > 0;
     if (!labelled && this.fast.length === 0) this.series();
     for (const s of this.fast) {
       if (labelled && s.count === 0) continue;
