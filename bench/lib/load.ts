@@ -56,19 +56,23 @@ export const hasWrk = (() => {
   }
 })();
 
+// Each request is formatted once, in init (before wrk starts its clock), so that the load
+// generator's work per request is a table lookup rather than a wrk.format of a 1 KB header; without
+// a file of headers no `request` function is defined and wrk sends one static request. Measured
+// against a trivial node:http server (3 s runs, wrk's user CPU per request): 8.1 -> 7.2 us with
+// 1 KB headers, 2.3 -> 1.6 us without. Most of wrk's cost is the kernel's (about 16 us a request).
 const LUA = `
-local lines = {}
+local reqs = {}
 local i = 0
 local header = os.getenv("BENCH_HEADER") or "Micropay-Payment"
 init = function(args)
   if args[1] then
-    for l in io.lines(args[1]) do lines[#lines + 1] = l end
+    for l in io.lines(args[1]) do reqs[#reqs + 1] = wrk.format("GET", nil, { [header] = l }) end
+    request = function()
+      i = i + 1
+      return reqs[(i - 1) % #reqs + 1]
+    end
   end
-end
-request = function()
-  if #lines == 0 then return wrk.format("GET") end
-  i = i + 1
-  return wrk.format("GET", nil, { [header] = lines[(i - 1) % #lines + 1] })
 end
 done = function(summary, latency, requests)
   local non2xx = summary.errors.status
