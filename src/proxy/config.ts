@@ -104,6 +104,15 @@ export interface ProxyConfig {
   tls?: { cert: string; key: string };
   /** Longest wait for requests in flight at shutdown, ms. */
   shutdownTimeoutMs: number;
+  /**
+   * Longest the upstream may stay silent, ms: before its response headers (the client then gets
+   * `504 upstream_timeout`, and nothing is charged) and while its body is being passed on (the
+   * client's connection is then cut, as when the upstream dies mid-body). A client that stops
+   * reading is not the upstream's silence, and an open websocket tunnel is never timed out. Checked
+   * a few times per period: a silent upstream is given up after this plus up to a quarter of it (at
+   * most a second more). 0 waits for ever. Default 60,000 (nginx's `proxy_read_timeout`).
+   */
+  upstreamTimeoutMs: number;
   /** pino log level. */
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /**
@@ -134,6 +143,7 @@ const TOP_KEYS = [
   'paidHeaders',
   'tls',
   'shutdownTimeoutMs',
+  'upstreamTimeoutMs',
   'logLevel',
   'walletScript',
 ] as const;
@@ -536,6 +546,13 @@ function parse(input: unknown, source: string, env: ProxyEnv, baseDir: string): 
     shutdownTimeoutMs: int(
       raw.shutdownTimeoutMs ?? 10_000,
       'shutdownTimeoutMs',
+      0,
+      3_600_000,
+      'milliseconds',
+    ),
+    upstreamTimeoutMs: int(
+      raw.upstreamTimeoutMs ?? 60_000,
+      'upstreamTimeoutMs',
       0,
       3_600_000,
       'milliseconds',

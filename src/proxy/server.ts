@@ -4,8 +4,9 @@
  * Express and Koa middleware: no second verifier) and then, unless the core
  * answered (402, 400, 503), to the upstream through http-proxy with a
  * keep-alive agent. Bodies stream both ways; the charge is decided by the
- * core when the upstream's status arrives, so an upstream error or a 502
- * here is never charged.
+ * core when the upstream's status arrives, so an upstream error (a 502 here,
+ * or a 504 when the upstream stays silent for `upstreamTimeoutMs`) is never
+ * charged.
  *
  * Websocket upgrades go through the core as well: a priced upgrade is paid
  * with the `Micropay-Payment` header of the upgrade request, charged when the
@@ -41,6 +42,7 @@ import type { PaymentStore } from '../protocol/store.js';
 import { memoryQueue, memoryStore, redisQueue, redisStore } from '../stores/index.js';
 import type { DepositQueue } from '../stores/types.js';
 import type { ProxyConfig, ProxyUpstream } from './config.js';
+import { isSilence, SilenceWatch } from './silence.js';
 
 /** Options of `createProxy` that a configuration file cannot hold. */
 export interface CreateProxyOptions {
@@ -163,6 +165,8 @@ const PAID_PREFIX = 'micropay-paid-';
 const UPSTREAM_DOWN =
   'The site behind this paywall did not answer, so nothing was charged. Try again shortly.';
 const NO_UPSTREAM = 'No site is configured behind this proxy for this host and path.';
+const UPSTREAM_SILENT =
+  'The site behind this paywall did not answer in time, so nothing was charged. Try again shortly.';
 
 function configError(config: ProxyConfig, e: unknown): MicropayError {
   if (isMicropayError(e) && e.code === 'invalid_config') return e;
@@ -302,6 +306,8 @@ class PaywallProxy implements MicropayProxy {
   private readonly live = new Set<State>();
   private readonly tunnels = new Set<Duplex>();
   private readonly ws = new WeakMap<IncomingMessage, WsContext>();
+  /** Gives up on upstream connections silent for `upstreamTimeoutMs`. */
+  private readonly silence = new SilenceWatch(() => this.agents.values());
   private readonly started = Date.now();
   private inflight = 0;
   /** Seed of the receipt key generated for this process when no key is configured (never logged). */
@@ -371,7 +377,7 @@ class PaywallProxy implements MicropayProxy {
       }),
       upstreamErrors: new Counter({
         name: 'micropay_proxy_upstream_errors_total',
-        help: 'Requests the upstream did not answer (502)',
+        help: 'Requests the upstream did not answer (502) or not in time (504)',
         registers: [reg],
       }),
       inflight: new Gauge({
@@ -408,6 +414,7 @@ class PaywallProxy implements MicropayProxy {
 
     this.state = this.build(config, null);
     this.live.add(this.state);
+    this.silence.set(config.upstreamTimeoutMs);
     // Websockets go through this one (with per-call options); plain requests through their upstream's.
     this.proxy = httpProxy.createProxyServer({ xfwd: true });
     this.proxy.on('error', () => {}); // every ws call passes its own error callback
@@ -612,6 +619,7 @@ class PaywallProxy implements MicropayProxy {
     }
     this.state = next; // the swap: requests from now on see the new core
     this.live.add(next);
+    this.silence.set(config.upstreamTimeoutMs); // for the requests of the old one too
     old.retired = true;
     if (old.inflight === 0) void this.retire(old);
     if (!this.opts.logger) this.log.level = config.logLevel;
@@ -678,7 +686,10 @@ class PaywallProxy implements MicropayProxy {
       this.leave(s);
       // http-proxy does not abort the upstream request when the client goes away after sending its body.
       if (ctx.proxyReq !== null && !res.writableFinished) ctx.proxyReq.destroy();
-      const o = res.statusCode === 502 && ctx.outcome !== 'answered' ? 'error' : ctx.outcome;
+      const o =
+        (res.statusCode === 502 || res.statusCode === 504) && ctx.outcome !== 'answered'
+          ? 'error'
+          : ctx.outcome;
       this.durationBy[o].observe((performance.now() - ctx.t0) / 1000);
       this.count(o, res.statusCode);
     });
@@ -755,6 +766,7 @@ class PaywallProxy implements MicropayProxy {
 
   private onUpstreamError(err: Error, req: IncomingMessage, res: unknown, up: Upstream): void {
     this.m.upstreamErrors.inc();
+    const silent = isSilence(err);
     this.log.warn(
       {
         err: err.message,
@@ -763,11 +775,12 @@ class PaywallProxy implements MicropayProxy {
         method: req.method,
         path: (req.url ?? '').split('?')[0]!.slice(0, 200),
       },
-      'micropay-proxy: upstream unavailable',
+      silent ? 'micropay-proxy: upstream timed out' : 'micropay-proxy: upstream unavailable',
     );
     if (!(res instanceof ServerResponse)) return;
-    if (!res.headersSent && !res.destroyed) sendJson(res, 502, 'upstream_unavailable', UPSTREAM_DOWN);
-    else res.destroy();
+    if (res.headersSent || res.destroyed) res.destroy();
+    else if (silent) sendJson(res, 504, 'upstream_timeout', UPSTREAM_SILENT);
+    else sendJson(res, 502, 'upstream_unavailable', UPSTREAM_DOWN);
   }
 
   /** `/_micropay/healthz` and `/_micropay/metrics`; anything else under `/_micropay/` goes upstream. */
@@ -899,12 +912,16 @@ class PaywallProxy implements MicropayProxy {
     const ctx = this.ws.get(req);
     if (ctx && !ctx.settled) {
       this.m.upstreamErrors.inc();
+      const silent = isSilence(err);
       this.log.warn(
         { err: err.message, code: (err as NodeJS.ErrnoException).code, upstream: up.url },
-        'micropay-proxy: upstream unavailable (websocket)',
+        silent
+          ? 'micropay-proxy: upstream timed out (websocket)'
+          : 'micropay-proxy: upstream unavailable (websocket)',
       );
-      this.settle(ctx, 502, {}, socket);
-      rawJson(socket, 502, 'upstream_unavailable', UPSTREAM_DOWN);
+      this.settle(ctx, silent ? 504 : 502, {}, socket);
+      if (silent) rawJson(socket, 504, 'upstream_timeout', UPSTREAM_SILENT);
+      else rawJson(socket, 502, 'upstream_unavailable', UPSTREAM_DOWN);
     } else socket.destroy();
   }
 
@@ -986,6 +1003,7 @@ class PaywallProxy implements MicropayProxy {
       for (const a of this.agents.values()) a.destroy();
       this.agents.clear();
       this.proxy.close();
+      this.silence.close();
       this.log.info({}, 'micropay-proxy: stopped');
     })();
     return this.closed;

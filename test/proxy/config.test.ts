@@ -196,6 +196,11 @@ const bad: [string, Record<string, unknown>, string][] = [
     { shutdownTimeoutMs: -5 },
     'shutdownTimeoutMs: must be a whole number of milliseconds',
   ],
+  [
+    'upstreamTimeoutMs not a number',
+    { upstreamTimeoutMs: '30s' },
+    'upstreamTimeoutMs: must be a whole number of milliseconds from 0 to 3600000, got "30s"',
+  ],
   ['logLevel unknown', { logLevel: 'loud' }, 'logLevel: must be one of fatal, error, warn, info'],
   [
     'walletScript empty',
@@ -265,6 +270,7 @@ describe('parseProxyConfig', () => {
       trustProxy: false,
       paidHeaders: false,
       shutdownTimeoutMs: 10_000,
+      upstreamTimeoutMs: 60_000,
       logLevel: 'info',
     });
   });
@@ -293,6 +299,7 @@ describe('parseProxyConfig', () => {
         deposits: { maxBatch: 10, maxDelayMs: 5, retryBaseMs: 1, retryMaxMs: 2, drainTimeoutMs: 3 },
         trustProxy: 'true',
         paidHeaders: true,
+        upstreamTimeoutMs: '2500',
         logLevel: 'warn',
         walletScript: '/wallet.js',
       },
@@ -319,6 +326,7 @@ describe('parseProxyConfig', () => {
       deposits: { maxBatch: 10, maxDelayMs: 5, retryBaseMs: 1, retryMaxMs: 2, drainTimeoutMs: 3 },
       trustProxy: true,
       paidHeaders: true,
+      upstreamTimeoutMs: 2500,
       logLevel: 'warn',
       walletScript: '/wallet.js',
     });
