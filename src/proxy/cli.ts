@@ -30,6 +30,8 @@ running configuration stays); SIGTERM or SIGINT finishes the requests in
 flight, flushes deposits and exits.
 
 Endpoints: /_micropay/healthz, /_micropay/metrics (Prometheus).
+
+Every field of the configuration file: docs/proxy.md in the micropay package.
 `;
 
 function summary(c: ProxyConfig): string {

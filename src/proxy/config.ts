@@ -122,7 +122,8 @@ export interface ProxyConfig {
   walletScript?: string | false;
 }
 
-const TOP_KEYS = [
+/** The fields a configuration file may have at its top (each is described in docs/proxy.md). */
+export const PROXY_CONFIG_FIELDS = [
   'listen',
   'merchant',
   'name',
@@ -523,7 +524,7 @@ function parse(input: unknown, source: string, env: ProxyEnv, baseDir: string): 
       `the configuration must be a mapping of fields (merchant, billing, upstream, routes...), got ${shown(input)}`,
     );
   }
-  const raw = object(interpolate(input, '', env), '', TOP_KEYS);
+  const raw = object(interpolate(input, '', env), '', PROXY_CONFIG_FIELDS);
   if (!isId(raw.merchant)) {
     throw new ConfigProblem(
       'merchant',

@@ -4,9 +4,10 @@
  * paths, defaults, and the core-level check (`checkProxyConfig`).
  */
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: these strings test the ${NAME} syntax of configuration files.
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { PROXY_CONFIG_FIELDS } from '../../src/proxy/config.js';
 import { checkProxyConfig, loadProxyConfig, parseProxyConfig } from '../../src/proxy/index.js';
 import { configObject, tempDir } from './helpers.js';
 
@@ -432,5 +433,29 @@ describe('checkProxyConfig', () => {
     await expect(
       checkProxyConfig(withManifest, { dynamicPrices: { livePrice: () => '1 USD' } }),
     ).resolves.toBeUndefined();
+  });
+});
+
+describe('docs/proxy.md', () => {
+  const doc = readFileSync(new URL('../../docs/proxy.md', import.meta.url), 'utf8');
+  const rows = new Set([...doc.matchAll(/^\| `(\w+)` \|/gm)].map((m) => m[1]));
+
+  it('has a row for every field a configuration file may have, and none for others', () => {
+    expect([...rows].sort()).toEqual([...PROXY_CONFIG_FIELDS].sort());
+  });
+
+  it('gives the defaults the parser fills in', () => {
+    const c = parseProxyConfig(
+      { merchant: 'm', billing: { url: 'http://127.0.0.1:4000', token: 't' }, upstream: 'http://a:1' },
+      'x',
+      {},
+    );
+    const row = (field: string) => doc.split('\n').find((l) => l.startsWith(`| \`${field}\` |`)) ?? '';
+    expect(row('listen')).toContain(`\`${c.listen.host}:${c.listen.port}\``);
+    expect(row('shutdownTimeoutMs')).toContain(c.shutdownTimeoutMs.toLocaleString('en'));
+    expect(row('upstreamTimeoutMs')).toContain(c.upstreamTimeoutMs.toLocaleString('en'));
+    expect(row('logLevel')).toContain(`\`${c.logLevel}\``);
+    expect(row('trustProxy')).toContain(`\`${c.trustProxy}\``);
+    expect(row('paidHeaders')).toContain(`\`${c.paidHeaders}\``);
   });
 });
