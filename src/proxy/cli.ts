@@ -29,7 +29,8 @@ Signals: SIGHUP reloads the configuration file (a bad file is refused and the
 running configuration stays); SIGTERM or SIGINT finishes the requests in
 flight, flushes deposits and exits.
 
-Endpoints: /_micropay/healthz, /_micropay/metrics (Prometheus).
+Endpoints: /_micropay/healthz; /_micropay/metrics (Prometheus: to this machine
+only, or to the bearer of metrics.token).
 
 Every field of the configuration file: docs/proxy.md in the micropay package.
 `;

@@ -113,6 +113,11 @@ export interface ProxyConfig {
    * most a second more). 0 waits for ever. Default 60,000 (nginx's `proxy_read_timeout`).
    */
   upstreamTimeoutMs: number;
+  /**
+   * Who may read `/_micropay/metrics`: with `token`, any client sending it as a bearer token (and
+   * only those); without, only clients on this machine that did not come through a proxy.
+   */
+  metrics: { token?: string };
   /** pino log level. */
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /**
@@ -145,6 +150,7 @@ export const PROXY_CONFIG_FIELDS = [
   'tls',
   'shutdownTimeoutMs',
   'upstreamTimeoutMs',
+  'metrics',
   'logLevel',
   'walletScript',
 ] as const;
@@ -485,6 +491,20 @@ function parseReceipts(v: unknown, baseDir: string): ProxyConfig['receipts'] {
   return out;
 }
 
+function parseMetrics(v: unknown): ProxyConfig['metrics'] {
+  if (v === undefined) return {};
+  const o = object(v, 'metrics', ['token']);
+  if (o.token === undefined) return {};
+  // The token is a secret: no message here repeats it.
+  if (typeof o.token !== 'string' || o.token.length < 16 || /\s/.test(o.token)) {
+    throw new ConfigProblem(
+      'metrics.token',
+      'must be a secret of 16 or more characters without spaces (openssl rand -hex 24 makes one)',
+    );
+  }
+  return { token: o.token };
+}
+
 /**
  * Validates a configuration object (as parsed from YAML or JSON) into a complete `ProxyConfig`.
  * `${NAME}` in string values is taken from `env`. `source` names the file in messages, and relative
@@ -558,6 +578,7 @@ function parse(input: unknown, source: string, env: ProxyEnv, baseDir: string): 
       3_600_000,
       'milliseconds',
     ),
+    metrics: parseMetrics(raw.metrics),
     logLevel: 'info',
   };
   if (raw.name !== undefined) config.name = string(raw.name, 'name');

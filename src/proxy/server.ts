@@ -19,6 +19,7 @@
  * store and deposit queue carry over when their configuration is unchanged,
  * so a reload never forgets a replay mark.
  */
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http, { type IncomingHttpHeaders, type IncomingMessage, ServerResponse } from 'node:http';
 import https from 'node:https';
@@ -167,6 +168,18 @@ const UPSTREAM_DOWN =
 const NO_UPSTREAM = 'No site is configured behind this proxy for this host and path.';
 const UPSTREAM_SILENT =
   'The site behind this paywall did not answer in time, so nothing was charged. Try again shortly.';
+
+/** Whether two secrets are equal, in time independent of where they differ (and of their lengths). */
+function sameSecret(given: string, expected: string): boolean {
+  const digest = (x: string) => createHash('sha256').update(x).digest();
+  return timingSafeEqual(digest(given), digest(expected));
+}
+
+/** Whether a socket's peer address is this machine's loopback (IPv4, IPv6, or IPv4-mapped). */
+function isLoopback(address: string | undefined): boolean {
+  if (address === undefined) return false;
+  return address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.');
+}
 
 function configError(config: ProxyConfig, e: unknown): MicropayError {
   if (isMicropayError(e) && e.code === 'invalid_config') return e;
@@ -806,6 +819,7 @@ class PaywallProxy implements MicropayProxy {
       res.end(body);
       return true;
     }
+    if (!this.mayReadMetrics(req, res)) return true;
     Registry.merge([this.metrics, this.state.core.metrics])
       .metrics()
       .then(
@@ -817,6 +831,41 @@ class PaywallProxy implements MicropayProxy {
         (e) => sendJson(res, 500, 'internal_error', `Metrics failed: ${(e as Error).message}`),
       );
     return true;
+  }
+
+  /**
+   * With `metrics.token`, whether the request carries it as a bearer token; without, whether it
+   * comes from this machine and not through a proxy (which would make every client look local).
+   * Answers the refusal itself.
+   */
+  private mayReadMetrics(req: IncomingMessage, res: ServerResponse): boolean {
+    const token = this.state.config.metrics.token;
+    if (token !== undefined) {
+      const h = req.headers.authorization;
+      if (typeof h === 'string' && /^Bearer /i.test(h) && sameSecret(h.slice(7).trim(), token)) return true;
+      res.setHeader('WWW-Authenticate', 'Bearer realm="micropay-proxy metrics"');
+      sendJson(
+        res,
+        401,
+        'unauthorized',
+        'The metrics need the bearer token set as metrics.token in the proxy configuration.',
+      );
+      return false;
+    }
+    const h = req.headers;
+    if (
+      isLoopback(req.socket.remoteAddress) &&
+      h['x-forwarded-for'] === undefined &&
+      h.forwarded === undefined
+    )
+      return true;
+    sendJson(
+      res,
+      403,
+      'forbidden',
+      'The metrics are served to this machine only. Set metrics.token in the proxy configuration to scrape them from elsewhere.',
+    );
+    return false;
   }
 
   // -------------------------------------------------------------------------------------------

@@ -202,6 +202,12 @@ const bad: [string, Record<string, unknown>, string][] = [
     { upstreamTimeoutMs: '30s' },
     'upstreamTimeoutMs: must be a whole number of milliseconds from 0 to 3600000, got "30s"',
   ],
+  [
+    'metrics.token too short (and not repeated in the message)',
+    { metrics: { token: 'hunter2' } },
+    'metrics.token: must be a secret of 16 or more characters without spaces',
+  ],
+  ['metrics unknown field', { metrics: { tokens: 'x' } }, 'metrics.tokens: is not a known field here'],
   ['logLevel unknown', { logLevel: 'loud' }, 'logLevel: must be one of fatal, error, warn, info'],
   [
     'walletScript empty',
@@ -240,6 +246,14 @@ describe('parseProxyConfig refuses bad configurations, naming the field', () => 
     expect((error as Error).message).toMatch(/\.$/);
   });
 
+  it('never repeats a bad metrics.token in its message (it is a secret)', () => {
+    for (const token of ['short-secret', 'a long secret with spaces in it']) {
+      expect(() => parseProxyConfig({ ...base(), metrics: { token } }, 'x.yaml', {})).toThrow(
+        expect.objectContaining({ message: expect.not.stringContaining(token) }),
+      );
+    }
+  });
+
   it('refuses a configuration that is not a mapping', () => {
     expect(() => parseProxyConfig([1], 'x.yaml', {})).toThrow(
       /^x\.yaml: the configuration must be a mapping/,
@@ -272,6 +286,7 @@ describe('parseProxyConfig', () => {
       paidHeaders: false,
       shutdownTimeoutMs: 10_000,
       upstreamTimeoutMs: 60_000,
+      metrics: {},
       logLevel: 'info',
     });
   });
@@ -301,6 +316,7 @@ describe('parseProxyConfig', () => {
         trustProxy: 'true',
         paidHeaders: true,
         upstreamTimeoutMs: '2500',
+        metrics: { token: 'scrape-me-0123456789' },
         logLevel: 'warn',
         walletScript: '/wallet.js',
       },
@@ -328,6 +344,7 @@ describe('parseProxyConfig', () => {
       trustProxy: true,
       paidHeaders: true,
       upstreamTimeoutMs: 2500,
+      metrics: { token: 'scrape-me-0123456789' },
       logLevel: 'warn',
       walletScript: '/wallet.js',
     });
