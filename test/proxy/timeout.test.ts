@@ -12,9 +12,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import { type Bank, closeProxies, config, eventually, get, startBank, startProxy } from './helpers.js';
 
-// Far above the drip's 100 ms gaps, so a loaded machine's late timer does not fail it.
-const SILENT_MS = 500;
-const DRIPS = 8;
+// Ten times the drip's 100 ms gaps: a busy machine would have to stall this test's process for
+// about 900 ms (upstream and proxy both live in it) before the drip looked silent.
+const SILENT_MS = 1000;
+const DRIPS = 12;
 /** Far more than the loopback's socket buffers hold, so a client that does not read holds the upstream back. */
 const BIG = 48 * 1024 * 1024;
 
