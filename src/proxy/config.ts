@@ -118,6 +118,12 @@ export interface ProxyConfig {
    * only those); without, only clients on this machine that did not come through a proxy.
    */
   metrics: { token?: string };
+  /**
+   * Log one line per HTTP request at `info` (websocket upgrades are not logged): method, path (no
+   * query string), status, outcome, ms, and for a paid one whether an order or a receipt paid it,
+   * the amount, currency and order id. Never a header, token or query. Default `false`.
+   */
+  accessLog: boolean;
   /** pino log level. */
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /**
@@ -151,6 +157,7 @@ export const PROXY_CONFIG_FIELDS = [
   'shutdownTimeoutMs',
   'upstreamTimeoutMs',
   'metrics',
+  'accessLog',
   'logLevel',
   'walletScript',
 ] as const;
@@ -579,6 +586,7 @@ function parse(input: unknown, source: string, env: ProxyEnv, baseDir: string): 
       'milliseconds',
     ),
     metrics: parseMetrics(raw.metrics),
+    accessLog: bool(raw.accessLog, 'accessLog', false),
     logLevel: 'info',
   };
   if (raw.name !== undefined) config.name = string(raw.name, 'name');

@@ -158,6 +158,8 @@ interface RequestContext {
   proxyReq: http.ClientRequest | null;
   /** When the request was sent upstream (`performance.now()`). */
   sent: number;
+  /** What was paid, when the access log is on. */
+  paid: PaymentInfo | null;
 }
 const CTX = Symbol('micropay-proxy');
 type WithContext = IncomingMessage & { [CTX]?: RequestContext };
@@ -692,7 +694,13 @@ class PaywallProxy implements MicropayProxy {
     if (url.startsWith('/_micropay/') && this.internal(req, res, url)) return;
     const s = this.state;
     this.enter(s);
-    const ctx: RequestContext = { t0: performance.now(), outcome: 'free', proxyReq: null, sent: 0 };
+    const ctx: RequestContext = {
+      t0: performance.now(),
+      outcome: 'free',
+      proxyReq: null,
+      sent: 0,
+      paid: null,
+    };
     (req as WithContext)[CTX] = ctx;
     // `on`, not `once`: 'close' comes once, and a once wrapper is an allocation per request.
     res.on('close', () => {
@@ -703,8 +711,10 @@ class PaywallProxy implements MicropayProxy {
         (res.statusCode === 502 || res.statusCode === 504) && ctx.outcome !== 'answered'
           ? 'error'
           : ctx.outcome;
-      this.durationBy[o].observe((performance.now() - ctx.t0) / 1000);
+      const seconds = (performance.now() - ctx.t0) / 1000;
+      this.durationBy[o].observe(seconds);
       this.count(o, res.statusCode);
+      if (s.config.accessLog) this.logAccess(req, url, res, o, seconds, ctx.paid);
     });
     if (this.closing) res.setHeader('Connection', 'close');
     cleanHeaders(req.headers, s.config.trustProxy);
@@ -724,14 +734,15 @@ class PaywallProxy implements MicropayProxy {
       this.forward(req, res, up);
       return;
     }
+    // Answered by the proxy until the core hands the request on: a 402's 'close' can come before
+    // this promise settles (counted as 'free' before, when the client closed its connection at once).
+    ctx.outcome = 'answered';
     s.core.handle(req, res, url).then(
       (o) => {
-        if (o.action === 'answered') {
-          ctx.outcome = 'answered';
-          return;
-        }
+        if (o.action === 'answered') return;
+        ctx.outcome = o.action === 'paid' ? 'paid' : 'free';
         if (o.action === 'paid') {
-          ctx.outcome = 'paid';
+          if (s.config.accessLog) ctx.paid = o.info;
           if (s.config.paidHeaders) setPaidHeaders(req.headers, o.info);
         }
         if (!res.destroyed) this.forward(req, res, up);
@@ -743,6 +754,32 @@ class PaywallProxy implements MicropayProxy {
         else res.destroy();
       },
     );
+  }
+
+  /** The access log's line for a request (`accessLog`): never a header, token or query string. */
+  private logAccess(
+    req: IncomingMessage,
+    url: string,
+    res: ServerResponse,
+    outcome: Outcome,
+    seconds: number,
+    paid: PaymentInfo | null,
+  ): void {
+    const q = url.indexOf('?');
+    const line: Record<string, unknown> = {
+      method: req.method,
+      path: (q === -1 ? url : url.slice(0, q)).slice(0, 200),
+      status: res.statusCode,
+      outcome,
+      ms: Math.round(seconds * 10_000) / 10,
+    };
+    if (paid !== null) {
+      line.via = paid.kind; // a new order, or a receipt shown again (no new charge)
+      line.amt = paid.amount;
+      line.cur = paid.currency;
+      line.oid = paid.oid;
+    }
+    this.log.info(line, 'micropay-proxy: request');
   }
 
   /** Sends the request upstream, never with the buyer's tokens. */

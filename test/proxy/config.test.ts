@@ -287,6 +287,7 @@ describe('parseProxyConfig', () => {
       shutdownTimeoutMs: 10_000,
       upstreamTimeoutMs: 60_000,
       metrics: {},
+      accessLog: false,
       logLevel: 'info',
     });
   });
@@ -317,6 +318,7 @@ describe('parseProxyConfig', () => {
         paidHeaders: true,
         upstreamTimeoutMs: '2500',
         metrics: { token: 'scrape-me-0123456789' },
+        accessLog: 'true',
         logLevel: 'warn',
         walletScript: '/wallet.js',
       },
@@ -345,6 +347,7 @@ describe('parseProxyConfig', () => {
       paidHeaders: true,
       upstreamTimeoutMs: 2500,
       metrics: { token: 'scrape-me-0123456789' },
+      accessLog: true,
       logLevel: 'warn',
       walletScript: '/wallet.js',
     });
@@ -474,5 +477,6 @@ describe('docs/proxy.md', () => {
     expect(row('logLevel')).toContain(`\`${c.logLevel}\``);
     expect(row('trustProxy')).toContain(`\`${c.trustProxy}\``);
     expect(row('paidHeaders')).toContain(`\`${c.paidHeaders}\``);
+    expect(row('accessLog')).toContain(`\`${c.accessLog}\``);
   });
 });
