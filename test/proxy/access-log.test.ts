@@ -5,17 +5,10 @@
  */
 import { Writable } from 'node:stream';
 import pino from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { closeProxies, config, get, startBank, startProxy, startUpstream, type Upstream } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { config, get, startBank, startProxy, upstreamForFile } from './helpers.js';
 
-let up: Upstream;
-beforeAll(async () => {
-  up = await startUpstream();
-});
-afterAll(async () => {
-  await closeProxies();
-  await up.close();
-});
+const upstream = upstreamForFile();
 
 /** A pino logger at `info` whose lines land in `lines`. */
 function capture(): { logger: pino.Logger; lines: string[]; requests: () => Record<string, unknown>[] } {
@@ -37,7 +30,7 @@ describe('accessLog', () => {
   it('logs one line per request, with what was paid, and never a token or query string', async () => {
     const bank = startBank();
     const log = capture();
-    const { url } = await startProxy(config(up.url, { accessLog: true }), {
+    const { url } = await startProxy(config(upstream().url, { accessLog: true }), {
       billing: bank.billing,
       logger: log.logger,
     });
@@ -78,7 +71,10 @@ describe('accessLog', () => {
 
   it('is off by default', async () => {
     const log = capture();
-    const { url } = await startProxy(config(up.url), { billing: startBank().billing, logger: log.logger });
+    const { url } = await startProxy(config(upstream().url), {
+      billing: startBank().billing,
+      logger: log.logger,
+    });
     expect((await get(`${url}/about`)).status).toBe(200);
     await new Promise((r) => setTimeout(r, 50));
     expect(log.requests()).toEqual([]);

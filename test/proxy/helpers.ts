@@ -12,6 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
+import { afterAll, beforeAll } from 'vitest';
 import { WebSocketServer } from 'ws';
 import type { MerchantBilling } from '../../src/middleware/core.js';
 import { b64urlEncode } from '../../src/protocol/base64url.js';
@@ -129,6 +130,25 @@ export async function startUpstream(name = 'upstream'): Promise<Upstream> {
     },
   };
   return upstream;
+}
+
+/**
+ * For a test file: an upstream started before its tests and, after them, every proxy the file
+ * started and the upstream closed. Call the returned function inside tests.
+ */
+export function upstreamForFile(): () => Upstream {
+  let up: Upstream | undefined;
+  beforeAll(async () => {
+    up = await startUpstream();
+  });
+  afterAll(async () => {
+    await closeProxies();
+    await up?.close();
+  });
+  return () => {
+    if (!up) throw new Error('upstreamForFile(): the upstream starts in beforeAll');
+    return up;
+  };
 }
 
 /** Polls `fn` until it returns a truthy value (or throws after `timeoutMs`). */

@@ -5,8 +5,8 @@
  * "other machine" is this one's own non-loopback address.
  */
 import { networkInterfaces } from 'node:os';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { closeProxies, config, get, startBank, startProxy, startUpstream, type Upstream } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { config, get, startBank, startProxy, upstreamForFile } from './helpers.js';
 
 const TOKEN = 'scrape-token-0123456789abcdef';
 
@@ -15,18 +15,11 @@ const outside = Object.values(networkInterfaces())
   .flat()
   .find((a) => a !== undefined && a.family === 'IPv4' && !a.internal)?.address;
 
-let up: Upstream;
-beforeAll(async () => {
-  up = await startUpstream();
-});
-afterAll(async () => {
-  await closeProxies();
-  await up.close();
-});
+const upstream = upstreamForFile();
 
 describe('/_micropay/metrics without metrics.token', () => {
   it('answers this machine, and refuses what came through a proxy', async () => {
-    const { url } = await startProxy(config(up.url), { billing: startBank().billing });
+    const { url } = await startProxy(config(upstream().url), { billing: startBank().billing });
     const local = await get(`${url}/_micropay/metrics`);
     expect(local.status).toBe(200);
     expect(local.body).toContain('micropay_proxy_requests_total');
@@ -47,7 +40,7 @@ describe('/_micropay/metrics without metrics.token', () => {
   });
 
   it.skipIf(outside === undefined)('refuses a client on another address', async () => {
-    const { url } = await startProxy(config(up.url, { listen: '0.0.0.0:0' }), {
+    const { url } = await startProxy(config(upstream().url, { listen: '0.0.0.0:0' }), {
       billing: startBank().billing,
     });
     const port = new URL(url).port;
@@ -61,9 +54,12 @@ describe('/_micropay/metrics without metrics.token', () => {
 
 describe('/_micropay/metrics with metrics.token', () => {
   it('answers the bearer of the token, wherever it is, and no one else', async () => {
-    const { url } = await startProxy(config(up.url, { listen: '0.0.0.0:0', metrics: { token: TOKEN } }), {
-      billing: startBank().billing,
-    });
+    const { url } = await startProxy(
+      config(upstream().url, { listen: '0.0.0.0:0', metrics: { token: TOKEN } }),
+      {
+        billing: startBank().billing,
+      },
+    );
     const port = new URL(url).port;
     const hosts = outside === undefined ? ['127.0.0.1'] : ['127.0.0.1', outside];
     for (const host of hosts) {

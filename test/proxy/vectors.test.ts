@@ -5,24 +5,17 @@
  * fixed seeds and their clock is `now`, so the billing side is the vectors'
  * key set (a `MerchantBilling` over `StaticKeyResolver`) passed as `billing`.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { MerchantBilling } from '../../src/middleware/core.js';
 import { decodeToken } from '../../src/protocol/codec.js';
 import { StaticKeyResolver } from '../../src/protocol/keys.js';
 import { vectors as V } from '../helpers/vectors.js';
-import { closeProxies, config, get, startProxy, startUpstream, type Upstream } from './helpers.js';
+import { config, get, startProxy, upstreamForFile } from './helpers.js';
 
 const m = V.merchant;
 const path = m.res.slice(m.res.indexOf(' ') + 1);
 
-let up: Upstream;
-beforeAll(async () => {
-  up = await startUpstream();
-});
-afterAll(async () => {
-  await closeProxies();
-  await up.close();
-});
+const upstream = upstreamForFile();
 
 function vectorBilling() {
   const calls = { authorize: 0 };
@@ -39,7 +32,7 @@ function vectorBilling() {
 }
 
 async function proxyFor(billing: MerchantBilling): Promise<string> {
-  const cfg = config(up.url, {
+  const cfg = config(upstream().url, {
     merchant: m.mer,
     accepts: m.accepts,
     onlineThreshold: m.onlineThreshold,
@@ -67,12 +60,12 @@ describe('merchant vectors through micropay-proxy', () => {
         expect((await get(`${url}${path}`, { 'Micropay-Payment': h })).status).toBe(200);
       }
       calls.authorize = 0;
-      const seen = up.seen.length;
+      const seen = upstream().seen.length;
       const r = await get(`${url}${path}`, { 'Micropay-Payment': c.header });
       if (c.expect === 'ok' || c.expect === 'online') {
         expect(r.status).toBe(200);
         expect(r.json()).toMatchObject({ name: 'upstream', path });
-        const upstreamSaw = up.seen[up.seen.length - 1]!.headers;
+        const upstreamSaw = upstream().seen[upstream().seen.length - 1]!.headers;
         expect(upstreamSaw['micropay-payment']).toBeUndefined();
         const buyer = upstreamSaw['micropay-paid-buyer'];
         expect(buyer).toMatch(/^(alice|bob)$/);
@@ -104,7 +97,7 @@ describe('merchant vectors through micropay-proxy', () => {
           ).toEqual(body.offer);
         }
         expect(calls.authorize).toBe(0);
-        expect(up.seen.length).toBe(seen); // refused payments never reach the site
+        expect(upstream().seen.length).toBe(seen); // refused payments never reach the site
       }
     });
   }
