@@ -171,6 +171,19 @@ const NO_UPSTREAM = 'No site is configured behind this proxy for this host and p
 const UPSTREAM_SILENT =
   'The site behind this paywall did not answer in time, so nothing was charged. Try again shortly.';
 
+/** A request URL's path, without its query string (which may hold secrets, so it is never logged). */
+function pathOf(url: string): string {
+  const q = url.indexOf('?');
+  return q === -1 ? url : url.slice(0, q);
+}
+
+/** What the client is told when the upstream failed before its headers: silent (504) or not there (502). */
+function upstreamFailure(err: Error): { status: 502 | 504; code: string; message: string } {
+  return isSilence(err)
+    ? { status: 504, code: 'upstream_timeout', message: UPSTREAM_SILENT }
+    : { status: 502, code: 'upstream_unavailable', message: UPSTREAM_DOWN };
+}
+
 /** Whether two secrets are equal, in time independent of where they differ (and of their lengths). */
 function sameSecret(given: string, expected: string): boolean {
   const digest = (x: string) => createHash('sha256').update(x).digest();
@@ -765,10 +778,9 @@ class PaywallProxy implements MicropayProxy {
     seconds: number,
     paid: PaymentInfo | null,
   ): void {
-    const q = url.indexOf('?');
     const line: Record<string, unknown> = {
       method: req.method,
-      path: (q === -1 ? url : url.slice(0, q)).slice(0, 200),
+      path: pathOf(url).slice(0, 200),
       status: res.statusCode,
       outcome,
       ms: Math.round(seconds * 10_000) / 10,
@@ -816,27 +828,25 @@ class PaywallProxy implements MicropayProxy {
 
   private onUpstreamError(err: Error, req: IncomingMessage, res: unknown, up: Upstream): void {
     this.m.upstreamErrors.inc();
-    const silent = isSilence(err);
+    const f = upstreamFailure(err);
     this.log.warn(
       {
         err: err.message,
         code: (err as NodeJS.ErrnoException).code,
         upstream: up.url,
         method: req.method,
-        path: (req.url ?? '').split('?')[0]!.slice(0, 200),
+        path: pathOf(req.url ?? '').slice(0, 200),
       },
-      silent ? 'micropay-proxy: upstream timed out' : 'micropay-proxy: upstream unavailable',
+      f.status === 504 ? 'micropay-proxy: upstream timed out' : 'micropay-proxy: upstream unavailable',
     );
     if (!(res instanceof ServerResponse)) return;
     if (res.headersSent || res.destroyed) res.destroy();
-    else if (silent) sendJson(res, 504, 'upstream_timeout', UPSTREAM_SILENT);
-    else sendJson(res, 502, 'upstream_unavailable', UPSTREAM_DOWN);
+    else sendJson(res, f.status, f.code, f.message);
   }
 
   /** `/_micropay/healthz` and `/_micropay/metrics`; anything else under `/_micropay/` goes upstream. */
   private internal(req: IncomingMessage, res: ServerResponse, url: string): boolean {
-    const q = url.indexOf('?');
-    const path = q === -1 ? url : url.slice(0, q);
+    const path = pathOf(url);
     if (path !== '/_micropay/healthz' && path !== '/_micropay/metrics') return false;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('Allow', 'GET, HEAD');
@@ -998,16 +1008,15 @@ class PaywallProxy implements MicropayProxy {
     const ctx = this.ws.get(req);
     if (ctx && !ctx.settled) {
       this.m.upstreamErrors.inc();
-      const silent = isSilence(err);
+      const f = upstreamFailure(err);
       this.log.warn(
         { err: err.message, code: (err as NodeJS.ErrnoException).code, upstream: up.url },
-        silent
+        f.status === 504
           ? 'micropay-proxy: upstream timed out (websocket)'
           : 'micropay-proxy: upstream unavailable (websocket)',
       );
-      this.settle(ctx, silent ? 504 : 502, {}, socket);
-      if (silent) rawJson(socket, 504, 'upstream_timeout', UPSTREAM_SILENT);
-      else rawJson(socket, 502, 'upstream_unavailable', UPSTREAM_DOWN);
+      this.settle(ctx, f.status, {}, socket);
+      rawJson(socket, f.status, f.code, f.message);
     } else socket.destroy();
   }
 
