@@ -2,7 +2,8 @@
  * base64url (RFC 4648 section 5) without padding, canonical only: a segment
  * decodes only if re-encoding its bytes gives back exactly the same text, so
  * padding, the standard alphabet and non-zero trailing bits are all refused.
- * Works in Node and browsers (no Buffer on the decoding path).
+ * Works in Node and browsers: in Node the bytes are decoded by Buffer once the
+ * text is known to be canonical, elsewhere by the loop below.
  */
 
 const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
@@ -37,14 +38,28 @@ export function b64urlEncode(bytes: Uint8Array): string {
   return out;
 }
 
+const CANONICAL = /^[A-Za-z0-9_-]*$/;
+const hasBuffer = typeof Buffer !== 'undefined';
+
 /**
  * Decodes canonical unpadded base64url, or returns `null` for anything else
  * (a character outside the alphabet, a length of 1 mod 4, non-zero trailing bits).
+ * The bytes are a Uint8Array of their own (not a view of a shared pool).
  */
 export function b64urlDecode(text: string): Uint8Array | null {
   const len = text.length;
   if (len % 4 === 1) return null;
   const out = new Uint8Array(Math.floor((len * 3) / 4));
+  if (hasBuffer) {
+    // Every order's payload and signature pass here: the alphabet check and Buffer's decoder are
+    // native, where the loop below costs about 60 instructions a character (callgrind).
+    if (!CANONICAL.test(text)) return null;
+    const rest = len & 3;
+    const last = rest === 0 ? 0 : LOOKUP[text.charCodeAt(len - 1)]!;
+    if ((rest === 2 && (last & 15) !== 0) || (rest === 3 && (last & 3) !== 0)) return null;
+    Buffer.from(out.buffer, 0, out.length).write(text, 'base64url');
+    return out;
+  }
   let o = 0;
   let i = 0;
   for (; i + 3 < len; i += 4) {
