@@ -85,9 +85,20 @@ export function parseStringDictionary(input: string): Map<string, string> {
   }
 }
 
+/**
+ * The header exactly as wallets send an order (`formatPaymentHeader`) with token characters in
+ * both strings: what the dictionary parser makes of it is these two strings, found here by one
+ * native match rather than a loop over its 1,000 or so characters.
+ */
+const WALLET_ORDER = /^cert="([A-Za-z0-9_.-]*)", order="([A-Za-z0-9_.-]*)"$/;
+
 /** Parses a `Micropay-Payment` header value into a credential and order, or a receipt. */
 export function parsePaymentHeader(value: string | string[] | undefined): PaymentHeader {
   if (value === undefined) throw malformed('There is no Micropay-Payment header.');
+  if (typeof value === 'string' && value.length <= MAX_PAYMENT_HEADER) {
+    const m = WALLET_ORDER.exec(value);
+    if (m !== null) return { kind: 'order', cert: m[1]!, order: m[2]! };
+  }
   // Node joins repeated headers with ", ", which is also how RFC 8941 combines them.
   const text = Array.isArray(value) ? value.join(', ') : value;
   const d = parseStringDictionary(text);

@@ -84,6 +84,42 @@ describe('Micropay-Payment header', () => {
       { numRuns: 3000 },
     );
   });
+
+  it('property: the wallet-form shortcut gives what the dictionary parser gives, or the same refusal', () => {
+    // An array of one header is never taken by the shortcut: it is the dictionary parser's answer.
+    const outcome = (h: string | string[]) => {
+      try {
+        return parsePaymentHeader(h);
+      } catch (e) {
+        return isMicropayError(e) ? e.code : e;
+      }
+    };
+    const base = V.tokens.paymentHeader;
+    const near = fc
+      .tuple(
+        fc.nat(base.length - 1),
+        fc.constantFrom('"', '\\', ' ', ',', '=', ';', 'é', '\t', '', 'a'),
+        fc.nat(2),
+      )
+      .map(([p, ins, d]) => base.slice(0, p) + ins + base.slice(p + d));
+    const shaped = fc
+      .tuple(
+        fc.stringMatching(/^[A-Za-z0-9_.\-"\\ ,=]{0,40}$/),
+        fc.stringMatching(/^[A-Za-z0-9_.\-"\\ ,=]{0,40}$/),
+      )
+      .map(([a, b]) => `cert="${a}", order="${b}"`);
+    fc.assert(
+      fc.property(fc.oneof(near, shaped), (h) => {
+        expect(outcome(h)).toEqual(outcome([h]));
+      }),
+      { numRuns: 5000 },
+    );
+    // The shortcut's own cases, spelled out.
+    expect(outcome('cert="a.b", order="c.d"')).toEqual({ kind: 'order', cert: 'a.b', order: 'c.d' });
+    expect(outcome('cert="a\\"b", order="c"')).toEqual({ kind: 'order', cert: 'a"b', order: 'c' });
+    expect(outcome('cert="a", order="b" ')).toEqual({ kind: 'order', cert: 'a', order: 'b' });
+    expect(outcome(`cert="${'a'.repeat(9_990)}", order="b"`)).toBe('malformed_payment');
+  });
 });
 
 describe('token decoding', () => {
