@@ -176,47 +176,54 @@ const OPEN_CERT = '{"cert":"';
 const OPEN_ORDER = '","order":"';
 const OPEN_AUTH = '","auth":"';
 
-/** Writes an ASCII string into `buf` at `at`; returns the offset after it. */
-function ascii(buf: Uint8Array, at: number, s: string): number {
-  for (let i = 0; i < s.length; i++) buf[at++] = s.charCodeAt(i);
-  return at;
-}
-
 /**
- * The JSON body of `POST /v1/deposits`, written byte by byte into one buffer, or `null` when an order
- * is not made of token characters (it then goes through `JSON.stringify`, and the billing server
- * refuses it). The text of a full batch is about 1 MB: as a string V8 would build it from many
- * young pieces and flatten it once more to send it, and a deposit waiting on a slow billing server
- * keeps all of that through several scavenges of the merchant's heap.
+ * The JSON body of `POST /v1/deposits`, written piece by piece into one buffer, or `null` when an
+ * order is not made of token characters (it then goes through `JSON.stringify`, and the billing
+ * server refuses it). The text of a full batch is about 1 MB: as a string V8 would build it from
+ * many young pieces and flatten it once more to send it, and a deposit waiting on a slow billing
+ * server keeps all of that through several scavenges of the merchant's heap. The pieces are copied
+ * by Buffer's native latin1 writer (token characters are ASCII), and a credential shared by
+ * consecutive orders is checked once: byte by byte in JavaScript, the body cost about 30,000
+ * instructions an order (callgrind).
  */
 export function depositBody(req: DepositRequest): Uint8Array<ArrayBuffer> | null {
   const head = `{"batch":${JSON.stringify(req.batch)},"orders":[`;
+  if (typeof Buffer === 'undefined') return null; // (a browser: JSON.stringify)
   if (!/^[\x20-\x7e]*$/.test(head) || !Array.isArray(req.orders)) return null;
   let size = head.length + 2 + Math.max(0, req.orders.length - 1);
+  let checkedCert: string | null = null;
   for (const o of req.orders) {
-    if (!isToken(o?.cert) || !isToken(o.order) || (o.auth !== undefined && !isToken(o.auth))) return null;
+    const cert: unknown = o?.cert;
+    if (cert !== checkedCert) {
+      if (!isToken(cert)) return null;
+      checkedCert = cert;
+    }
+    if (!isToken(o.order) || (o.auth !== undefined && !isToken(o.auth))) return null;
     size += OPEN_CERT.length + o.cert.length + OPEN_ORDER.length + o.order.length + 2;
     if (o.auth !== undefined) size += OPEN_AUTH.length + o.auth.length;
   }
-  const buf = new Uint8Array(size);
-  let at = ascii(buf, 0, head);
-  req.orders.forEach((o, i) => {
+  // Zero-filled: were `size` ever wrong, the tail would be zeros, never old memory.
+  const buf = Buffer.alloc(size);
+  let at = buf.write(head, 0, 'latin1');
+  for (let i = 0; i < req.orders.length; i++) {
+    const o = req.orders[i]!;
     if (i > 0) buf[at++] = 0x2c; // ,
-    at = ascii(buf, at, OPEN_CERT);
-    at = ascii(buf, at, o.cert);
-    at = ascii(buf, at, OPEN_ORDER);
-    at = ascii(buf, at, o.order);
+    at += buf.write(OPEN_CERT, at, 'latin1');
+    at += buf.write(o.cert, at, 'latin1');
+    at += buf.write(OPEN_ORDER, at, 'latin1');
+    at += buf.write(o.order, at, 'latin1');
     if (o.auth !== undefined) {
-      at = ascii(buf, at, OPEN_AUTH);
-      at = ascii(buf, at, o.auth);
+      at += buf.write(OPEN_AUTH, at, 'latin1');
+      at += buf.write(o.auth, at, 'latin1');
     }
     buf[at++] = 0x22; // "
     buf[at++] = 0x7d; // }
-  });
+  }
   buf[at++] = 0x5d; // ]
   buf[at++] = 0x7d; // }
-  return buf;
+  return new Uint8Array(buf.buffer, buf.byteOffset, buf.length);
 }
+
 type StreamFn = (path: string, query: Call['query'], o: CallOptions) => Promise<ReadableStream<Uint8Array>>;
 
 /** A statement bound as the query carries it (a Date as Unix seconds). */

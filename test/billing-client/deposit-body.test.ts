@@ -25,6 +25,14 @@ describe('depositBody', () => {
         ),
       },
       { batch: 'quote " and \\ in the id', orders: [{ cert, order: token(80) }] },
+      // Credentials that change from order to order (each is checked when it changes).
+      {
+        batch: 'b-3',
+        orders: Array.from({ length: 9 }, (_, i) => ({
+          cert: i % 3 ? cert : token(100 + i),
+          order: token(80),
+        })),
+      },
     ];
     for (const req of reqs) {
       const body = text(depositBody(req));
@@ -42,6 +50,22 @@ describe('depositBody', () => {
       { batch: 'b', orders: [{ cert, order: 42 as unknown as string }] },
       { batch: 'ünïcode', orders: [{ cert, order: token(80) }] },
       { batch: 'b', orders: 'not a list' as unknown as [] },
+      // A bad credential after a good one, and a good one again after it.
+      {
+        batch: 'b',
+        orders: [
+          { cert, order: token(80) },
+          { cert: `${cert} `, order: token(80) },
+          { cert, order: token(80) },
+        ],
+      },
+      {
+        batch: 'b',
+        orders: [
+          { cert, order: token(80) },
+          { cert: null as unknown as string, order: token(80) },
+        ],
+      },
     ] as DepositRequest[]) {
       expect(depositBody(req)).toBeNull();
     }
