@@ -13,14 +13,15 @@
  * the four targets are measured in interleaved rounds and the ratios are
  * medians of each round's ratio; the CPU time each server process spends
  * per request (from /proc) is printed beside them, as it is much less
- * sensitive to what else runs. BENCH_SECONDS (default 3) and BENCH_ROUNDS
+ * sensitive to what else runs, and micropay-proxy's is split by thread
+ * (event loop, crypto thread, the rest) to show where a paid request goes. BENCH_SECONDS (default 3) and BENCH_ROUNDS
  * (default 5: single rounds' free/plain ratios ranged from 0.80 to 1.01 in one
  * run here, too wide for a median of 3) set the rounds; BENCH_BUYERS (default
  * 1,000,000) the memory run.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -78,6 +79,27 @@ interface Run {
   bad: number;
   /** CPU time of the measured server process per request, microseconds (Linux), or NaN. */
   cpuUs: number;
+  /** Of which: its main thread (the event loop), its busiest other thread (micropay-proxy's crypto thread on the paid route), all the rest. */
+  threadsUs: { loop: number; busiest: number; rest: number };
+}
+
+/** utime + stime of each thread of a process, in clock ticks, from /proc; empty elsewhere. */
+function threadTicks(pid: number | undefined): Map<string, number> {
+  const out = new Map<string, number>();
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        const f = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+        const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
+        out.set(tid, Number(fields[11]) + Number(fields[12]));
+      } catch {
+        // the thread ended meanwhile
+      }
+    }
+  } catch {
+    // not Linux
+  }
+  return out;
 }
 
 /** utime + stime of a process, in clock ticks (100 per second), from /proc; NaN elsewhere. */
@@ -99,13 +121,25 @@ async function run(
   seconds = DURATION,
 ): Promise<Run> {
   const c0 = cpuTicks(pid);
+  const t0 = threadTicks(pid);
   const r = await load(url, headers, seconds, CONNECTIONS);
+  const t1 = threadTicks(pid);
   const total = Math.max(1, r.rps * seconds);
+  const us = (ticks: number) => (ticks * 10_000) / total;
+  const others = [...t1]
+    .filter(([tid]) => tid !== String(pid))
+    .map(([tid, t]) => t - (t0.get(tid) ?? 0))
+    .sort((a, b) => b - a);
   return {
     rps: r.rps,
     p99: r.p99,
     bad: r.non2xx,
     cpuUs: ((cpuTicks(pid) - c0) * 10_000) / total,
+    threadsUs: {
+      loop: us((t1.get(String(pid)) ?? Number.NaN) - (t0.get(String(pid)) ?? Number.NaN)),
+      busiest: us(others[0] ?? 0),
+      rest: us(others.slice(1).reduce((a, b) => a + b, 0)),
+    },
   };
 }
 
@@ -255,6 +289,15 @@ console.log(
   `  paid/free ${f(ratio('micropay paid', 'micropay free'))} (goal >= 0.45; ` +
     `by server CPU per request ${f(med['micropay free']!.cpuUs / med['micropay paid']!.cpuUs)})`,
 );
+for (const name of ['micropay free', 'micropay paid']) {
+  const rs = runs[name]!;
+  const part = (k: 'loop' | 'busiest' | 'rest') => Math.round(median(rs.map((r) => r.threadsUs[k])));
+  console.log(
+    `  ${name} server CPU by thread (us/req, medians): event loop ${part('loop')}, ` +
+      `busiest other thread ${part('busiest')}${name.endsWith('paid') ? ' (the crypto thread: verify and sign)' : ''}, ` +
+      `the rest ${part('rest')} (V8's GC and compiler threads, libuv)`,
+  );
+}
 const m = mem as {
   buyers: number;
   full: number;
