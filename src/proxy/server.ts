@@ -720,10 +720,7 @@ class PaywallProxy implements MicropayProxy {
       this.leave(s);
       // http-proxy does not abort the upstream request when the client goes away after sending its body.
       if (ctx.proxyReq !== null && !res.writableFinished) ctx.proxyReq.destroy();
-      const o =
-        (res.statusCode === 502 || res.statusCode === 504) && ctx.outcome !== 'answered'
-          ? 'error'
-          : ctx.outcome;
+      const o = ctx.outcome; // 'error' when the proxy answered for a failed upstream (onUpstreamError)
       const seconds = (performance.now() - ctx.t0) / 1000;
       this.durationBy[o].observe(seconds);
       this.count(o, res.statusCode);
@@ -840,8 +837,14 @@ class PaywallProxy implements MicropayProxy {
       f.status === 504 ? 'micropay-proxy: upstream timed out' : 'micropay-proxy: upstream unavailable',
     );
     if (!(res instanceof ServerResponse)) return;
-    if (res.headersSent || res.destroyed) res.destroy();
-    else sendJson(res, f.status, f.code, f.message);
+    if (res.headersSent || res.destroyed) {
+      res.destroy();
+      return;
+    }
+    // Counted as the proxy's failure, where a 502 or 504 from the upstream itself counts as its answer.
+    const ctx = (req as WithContext)[CTX];
+    if (ctx !== undefined) ctx.outcome = 'error';
+    sendJson(res, f.status, f.code, f.message);
   }
 
   /** `/_micropay/healthz` and `/_micropay/metrics`; anything else under `/_micropay/` goes upstream. */

@@ -230,6 +230,10 @@ describe('micropay-proxy', () => {
     expect(paid.status).toBe(502);
     expect(paid.json().error).toBe('upstream_unavailable');
     expect(paid.headers['micropay-receipt']).toBeUndefined();
+    // The proxy's own failures, counted as errors.
+    const m = (await get(`${u}/_micropay/metrics`)).body;
+    expect(m).toMatch(/^micropay_proxy_requests_total\{outcome="error",status="502"\} 2$/m);
+    expect(m).not.toMatch(/^micropay_proxy_requests_total\{outcome="(free|paid)"/m);
     // Released: the whole limit is still there for an offline order.
     await p.reload(config(up.url));
     const ok = await get(`${u}/articles/1`, { 'Micropay-Payment': erin.pay('GET /articles/1') });
@@ -237,6 +241,24 @@ describe('micropay-proxy', () => {
     expect(b.authorizations).toBe(0);
     await p.close();
     expect(b.deposits.length).toBe(1);
+  });
+
+  it("counts a 502 or 504 the upstream sends itself under the request's outcome, not as the proxy's error", async () => {
+    const { url: u } = await startProxy(config(up.url), { billing: bank.billing });
+    expect((await get(`${u}/about/x`)).status).toBe(200);
+    const gail = bank.buyer('gail', { lim: 10_000 });
+    for (const code of [502, 504]) {
+      const r = await get(`${u}/status/${code}`, { 'Micropay-Payment': gail.pay(`GET /status/${code}`) });
+      expect(r.status).toBe(code);
+      expect(r.json()).toEqual({ status: code, name: 'upstream' });
+      expect(r.headers['micropay-receipt']).toBeUndefined(); // not charged: 400 or more
+    }
+    const m = (await get(`${u}/_micropay/metrics`)).body;
+    expect(m).toMatch(/^micropay_proxy_requests_total\{outcome="paid",status="502"\} 1$/m);
+    expect(m).toMatch(/^micropay_proxy_requests_total\{outcome="paid",status="504"\} 1$/m);
+    expect(m).toMatch(/^micropay_proxy_requests_total\{outcome="free",status="200"\} 1$/m);
+    expect(m).not.toMatch(/outcome="error"/);
+    expect(m).toMatch(/^micropay_proxy_upstream_errors_total 0$/m);
   });
 
   it('serves /_micropay/healthz, /_micropay/metrics and the wallet script, and passes the rest of /_micropay/ upstream', async () => {
