@@ -203,6 +203,39 @@ async function createClient(b: { url: string; token: string }): Promise<Merchant
   return mod.createBillingClient({ url: b.url, token: b.token }) as unknown as MerchantBilling;
 }
 
+/**
+ * A paid response whose charge waits for its status, kept under a symbol on the response and read
+ * by `writeHeadCharging` and `closeCharging`, two functions shared by every response. A closure per
+ * response installed as `res.writeHead` did the same work, but under bench/proxy's paid load (V8's
+ * heap spaces read after each collection) 1.6 MB was promoted at each young-generation collection,
+ * against 1.0 MB with the shared functions, and 1.85 MB survived it, against 1.3 MB.
+ */
+interface PendingCharge {
+  readonly settle: (res: ServerResponse, c: PendingCharge, status: number) => void;
+  /** `res.writeHead` as it was, put back once the charge is decided. */
+  readonly original: ServerResponse['writeHead'];
+  decided: boolean;
+  readonly req: IncomingMessage;
+  readonly v: OrderAcceptance;
+  readonly receipt: string;
+  readonly info: PaymentInfo;
+}
+const CHARGE = Symbol('micropay.charge');
+type Chargeable = ServerResponse & { [CHARGE]?: PendingCharge };
+
+/** `res.writeHead` while the charge is pending: decides it on the status, then writes the head. */
+function writeHeadCharging(this: Chargeable, ...args: unknown[]): ServerResponse {
+  const c = this[CHARGE]!;
+  c.settle(this, c, typeof args[0] === 'number' ? args[0] : this.statusCode);
+  return (c.original as (...a: unknown[]) => ServerResponse).apply(this, args);
+}
+
+/** The response's 'close': one that closes before its head was written is decided then, uncharged. */
+function closeCharging(this: Chargeable): void {
+  const c = this[CHARGE];
+  if (c !== undefined && !c.decided) c.settle(this, c, this.headersSent ? this.statusCode : 0);
+}
+
 /** The framework-neutral merchant. Build one per app; adapters wrap it. */
 export class MicropayCore {
   readonly merchant: string;
@@ -626,8 +659,9 @@ export class MicropayCore {
   }
 
   /**
-   * Wraps `res.writeHead` so the charge is decided on the status, before the first byte of the body.
-   * Returns false, having released the order, when the client has already hung up.
+   * Decides the charge on the status, before the first byte of the body: `res.writeHead` becomes
+   * `writeHeadCharging` until then. Returns false, having released the order, when the client has
+   * already hung up.
    */
   private chargeOnHeaders(
     req: IncomingMessage,
@@ -636,65 +670,71 @@ export class MicropayCore {
     receipt: string,
     info: PaymentInfo,
   ): boolean {
-    let decided = false;
-    const original = res.writeHead;
-    const decide = (status: number) => {
-      if (decided) return;
-      decided = true;
-      res.writeHead = original;
-      if (status > 0 && this.charge(status)) {
-        if (!res.headersSent) res.setHeader('Micropay-Receipt', receipt);
-        const item: DepositItem = { cert: v.certToken, order: v.orderToken };
-        if (v.auth !== undefined) item.auth = v.auth;
-        if (!this.holdForQueue) {
-          this.track(
-            this.queue.append(item).then(
-              () => this.batcher?.notify(),
-              (e) => this.appendFailed(e, v),
-            ),
-          );
-          this.options.onPaid?.(info, req);
-          return;
-        }
-        // Nothing goes out until the order is in the queue (src/middleware/hold.ts); the answer to an
-        // upgrade request (the proxy's websockets) is written on the socket itself.
-        const upgrade = (req as IncomingMessage & { upgrade?: boolean }).upgrade === true;
-        const hold = holdOutput(res, upgrade ? (res.socket ?? undefined) : undefined);
-        this.track(
-          this.queue.append(item).then(
-            () => {
-              hold.open();
-              this.batcher?.notify();
-              this.options.onPaid?.(info, req);
-            },
-            (e) => {
-              hold.fail();
-              this.appendFailed(e, v);
-              this.m.uncharged.inc();
-              return v.release().catch(() => {});
-            },
-          ),
-        );
-      } else {
-        this.m.uncharged.inc();
-        this.track(v.release().catch(() => {}));
-      }
+    const c: PendingCharge = {
+      settle: this.settleCharge,
+      original: res.writeHead,
+      decided: false,
+      req,
+      v,
+      receipt,
+      info,
     };
     if (res.closed || res.destroyed) {
       // Gone while its payment was checked: its 'close' has passed, so it is decided now, uncharged.
-      decide(0);
+      this.settleCharge(res, c, 0);
       return false;
     }
-    res.writeHead = function (this: ServerResponse, ...args: unknown[]) {
-      decide(typeof args[0] === 'number' ? args[0] : this.statusCode);
-      return (original as (...a: unknown[]) => ServerResponse).apply(this, args);
-    } as typeof res.writeHead;
+    (res as Chargeable)[CHARGE] = c;
+    res.writeHead = writeHeadCharging as typeof res.writeHead;
     // A connection that closes before any header was written is not charged.
-    res.once('close', () => {
-      if (!decided) decide(res.headersSent ? res.statusCode : 0);
-    });
+    res.on('close', closeCharging);
     return true;
   }
+
+  /** Charges (receipt header, order queued for deposit) or releases the order of `c`, once. */
+  private readonly settleCharge = (res: ServerResponse, c: PendingCharge, status: number): void => {
+    if (c.decided) return;
+    c.decided = true;
+    res.writeHead = c.original;
+    const { req, v, info } = c;
+    if (!(status > 0 && this.charge(status))) {
+      this.m.uncharged.inc();
+      this.track(v.release().catch(() => {}));
+      return;
+    }
+    if (!res.headersSent) res.setHeader('Micropay-Receipt', c.receipt);
+    const item: DepositItem = { cert: v.certToken, order: v.orderToken };
+    if (v.auth !== undefined) item.auth = v.auth;
+    if (!this.holdForQueue) {
+      this.track(
+        this.queue.append(item).then(
+          () => this.batcher?.notify(),
+          (e) => this.appendFailed(e, v),
+        ),
+      );
+      this.options.onPaid?.(info, req);
+      return;
+    }
+    // Nothing goes out until the order is in the queue (src/middleware/hold.ts); the answer to an
+    // upgrade request (the proxy's websockets) is written on the socket itself.
+    const upgrade = (req as IncomingMessage & { upgrade?: boolean }).upgrade === true;
+    const hold = holdOutput(res, upgrade ? (res.socket ?? undefined) : undefined);
+    this.track(
+      this.queue.append(item).then(
+        () => {
+          hold.open();
+          this.batcher?.notify();
+          this.options.onPaid?.(info, req);
+        },
+        (e) => {
+          hold.fail();
+          this.appendFailed(e, v);
+          this.m.uncharged.inc();
+          return v.release().catch(() => {});
+        },
+      ),
+    );
+  };
 
   private appendFailed(e: unknown, v: OrderAcceptance): void {
     this.logger.error(

@@ -35,21 +35,32 @@ export interface Hold {
   fail(): void;
 }
 
+/**
+ * `_writeRaw` of a held response: queues the output as Node does for a response without a socket.
+ * One function for every response, not a closure per response (see `PendingCharge` in core.ts).
+ */
+function heldWriteRaw(
+  this: ServerResponse & Outgoing,
+  data: string | Uint8Array,
+  encoding?: unknown,
+  callback?: unknown,
+): boolean {
+  if (this.destroyed) return false;
+  if (typeof encoding === 'function') {
+    callback = encoding;
+    encoding = null;
+  }
+  this.outputData.push({ data, encoding, callback });
+  this.outputSize += data.length;
+  this._onPendingData(data.length);
+  return this.outputSize < this.writableHighWaterMark;
+}
+
 /** Holds `res`'s output (and `socket`'s, when given: an upgrade) until `open` or `fail`. */
 export function holdOutput(res: ServerResponse, socket?: Duplex): Hold {
   const r = res as ServerResponse & Outgoing;
   // An own property shadows the prototype's method for this response only.
-  r._writeRaw = function (this: ServerResponse & Outgoing, data, encoding, callback) {
-    if (this.destroyed) return false;
-    if (typeof encoding === 'function') {
-      callback = encoding;
-      encoding = null;
-    }
-    this.outputData.push({ data, encoding, callback });
-    this.outputSize += data.length;
-    this._onPendingData(data.length);
-    return this.outputSize < this.writableHighWaterMark;
-  };
+  r._writeRaw = heldWriteRaw;
   socket?.cork();
   let done = false;
   return {

@@ -34,12 +34,15 @@ const baseOptions = (): MicropayOptions => ({
     'GET /stream': '0.001 USD',
     'GET /missing': '0.001 USD',
     'GET /throws': '0.001 USD',
+    'GET /hang': '0.001 USD',
   },
   deposits: { maxBatch: 50, maxDelayMs: 20 },
   logger: pino({ level: 'silent' }),
 });
 
 const closers: (() => Promise<void>)[] = [];
+/** Requests that reached the `/hang` handler (paid and accepted), which never answers them. */
+let hanging = 0;
 afterAll(async () => {
   await Promise.all(closers.map((c) => c()));
 });
@@ -66,6 +69,9 @@ function expressApp(extra: Partial<MicropayOptions> = {}) {
   app.get('/throws', () => {
     throw new Error('handler failed');
   });
+  app.get('/hang', () => {
+    hanging++;
+  });
   return { app, mw };
 }
 
@@ -78,6 +84,11 @@ function koaApp(extra: Partial<MicropayOptions> = {}) {
   app.use(async (ctx) => {
     if (ctx.path === '/throws') throw new Error('handler failed');
     if (ctx.path === '/missing') return; // Koa's default 404
+    if (ctx.path === '/hang') {
+      hanging++;
+      await new Promise((r) => ctx.res.once('close', r));
+      return;
+    }
     ctx.body = { paid: ctx.state.micropay ?? null };
   });
   return { app: app.callback(), mw };
@@ -288,6 +299,33 @@ describe.each([
     await eventually(async () => (await uncharged()) === 1);
     expect(await mw.core.store.spent(tid(world.buyer.cert), 'news-site')).toBe(0);
     expect(await mw.core.queue.size()).toBe(0);
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+
+  it('does not charge a paid request whose client hangs up before any header is written, and releases the tally', async () => {
+    const { app, mw } = make();
+    const offer = await offerFor(app, '/hang');
+    const server = createServer(app);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as AddressInfo).port;
+    const before = hanging;
+    const req = httpGet({
+      host: '127.0.0.1',
+      port,
+      path: '/hang',
+      headers: { 'Micropay-Payment': world.buyer.pay(offer) },
+    });
+    req.on('error', () => {});
+    // Accepted (the handler has it), so the tally is charged until the response is decided.
+    await eventually(() => hanging > before);
+    expect(await mw.core.store.spent(tid(world.buyer.cert), 'news-site')).toBe(1000);
+    req.destroy();
+    const uncharged = async () =>
+      (await mw.core.metrics.getSingleMetric('micropay_uncharged_total')!.get()).values[0]?.value ?? 0;
+    await eventually(async () => (await uncharged()) === 1);
+    await eventually(async () => (await mw.core.store.spent(tid(world.buyer.cert), 'news-site')) === 0);
+    expect(await mw.core.queue.size()).toBe(0);
+    server.closeAllConnections();
     await new Promise<void>((r) => server.close(() => r()));
   });
 
