@@ -219,8 +219,8 @@ export class Verifier {
     this.receiptSigner = o.receiptSigner;
     this.retryAfter = o.retryAfter ?? 5;
     // Keyed by their own copy of each token, not by a slice of the header it came in.
-    this.credentials = new Lru(o.credentialCacheSize ?? 10_000, (e) => e.token);
-    this.receipts = new Lru(o.receiptCacheSize ?? 10_000, (e) => e.key);
+    this.credentials = new Lru(o.credentialCacheSize ?? 10_000);
+    this.receipts = new Lru(o.receiptCacheSize ?? 10_000);
     this.buyerKeys = new PublicKeyCache(o.buyerKeyCacheSize ?? 10_000);
   }
 

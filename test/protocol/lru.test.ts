@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { describe, expect, it, vi } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { b64urlEncode } from '../../src/protocol/base64url.js';
 import { generateSigningKey } from '../../src/protocol/crypto.js';
 import { formatPaymentHeader, parsePaymentHeader } from '../../src/protocol/header.js';
@@ -33,17 +33,59 @@ describe('Lru', () => {
     expect(() => new Lru(1.5)).toThrow(/positive integer/);
   });
 
-  it('re-inserts a hit under the key its value names (keyOf), keeping the recency order', () => {
-    const keyOf = vi.fn((v: { token: string }) => v.token);
-    const lru = new Lru<string, { token: string }>(2, keyOf);
-    const a = { token: 'a'.repeat(20) };
-    lru.set(a.token, a);
-    lru.set('b', { token: 'b' });
-    expect(lru.get(`${'a'.repeat(10)}${'a'.repeat(10)}`)).toBe(a);
-    expect(keyOf).toHaveBeenCalledWith(a);
-    lru.set('c', { token: 'c' });
-    expect(lru.peek('b')).toBeUndefined();
-    expect(lru.peek(a.token)).toBe(a);
+  it('keeps the key an entry was set under: an equal key given to get is not stored', () => {
+    const lru = new Lru<string, number>(3);
+    const stored = 'a'.repeat(20);
+    lru.set(stored, 1);
+    lru.set('b', 2);
+    const equal = `${'a'.repeat(10)}${'a'.repeat(10)}`; // a rope, not the same string
+    expect(lru.get(equal)).toBe(1);
+    expect([...lru.keys()]).toEqual(['b', stored]);
+    expect([...lru.keys()][1]).toBe(stored);
+  });
+
+  it('behaves as a reference LRU over 20,000 random gets, peeks, sets and deletes', () => {
+    // The reference: an array from the least to the most recently used.
+    let seed = 7;
+    const rand = (n: number) => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648;
+      return seed % n;
+    };
+    for (const max of [1, 2, 3, 8]) {
+      const lru = new Lru<number, number>(max);
+      let ref: [number, number][] = [];
+      for (let i = 0; i < 5000; i++) {
+        const k = rand(12);
+        const at = ref.findIndex(([x]) => x === k);
+        switch (rand(4)) {
+          case 0: {
+            expect(lru.get(k)).toBe(at < 0 ? undefined : ref[at]![1]);
+            if (at >= 0) ref.push(...ref.splice(at, 1));
+            break;
+          }
+          case 1:
+            expect(lru.peek(k)).toBe(at < 0 ? undefined : ref[at]![1]);
+            break;
+          case 2: {
+            lru.set(k, i);
+            if (at >= 0) ref.splice(at, 1);
+            else if (ref.length >= max) ref.shift();
+            ref.push([k, i]);
+            break;
+          }
+          default:
+            expect(lru.delete(k)).toBe(at >= 0);
+            ref = ref.filter(([x]) => x !== k);
+        }
+        expect(lru.size).toBe(ref.length);
+        expect([...lru.keys()]).toEqual(ref.map(([x]) => x));
+      }
+      lru.clear();
+      expect(lru.size).toBe(0);
+      expect([...lru.keys()]).toEqual([]);
+      lru.set(1, 1);
+      expect([...lru.keys()]).toEqual([1]);
+    }
   });
 
   it('ownString copies a token exactly', () => {
