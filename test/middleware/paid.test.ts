@@ -99,6 +99,28 @@ async function offerFor(app: Parameters<typeof request>[0], path: string) {
   return r.body.offer;
 }
 
+/**
+ * Serves `app` on a real socket and sends one paid GET for `path` that the test then cuts off
+ * (`req.destroy()`); `close` stops the server.
+ */
+async function paidRequestToCut(app: Parameters<typeof createServer>[1], path: string, payment: string) {
+  const server = createServer(app);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  const req = httpGet({ host: '127.0.0.1', port, path, headers: { 'Micropay-Payment': payment } });
+  req.on('error', () => {});
+  const close = async () => {
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+  };
+  return { req, close };
+}
+
+/** `micropay_uncharged_total` of a middleware. */
+async function unchargedOf(mw: { core: { metrics: import('prom-client').Registry } }): Promise<number> {
+  return (await mw.core.metrics.getSingleMetric('micropay_uncharged_total')!.get()).values[0]?.value ?? 0;
+}
+
 describe.each([
   ['express', expressApp],
   ['koa', koaApp],
@@ -282,51 +304,28 @@ describe.each([
     }
     const { app, mw } = make({ store: new SlowStore() });
     const offer = await offerFor(app, '/articles/9');
-    const server = createServer(app);
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const port = (server.address() as AddressInfo).port;
-    const req = httpGet({
-      host: '127.0.0.1',
-      port,
-      path: '/articles/9',
-      headers: { 'Micropay-Payment': world.buyer.pay(offer) },
-    });
-    req.on('error', () => {});
+    const { req, close } = await paidRequestToCut(app, '/articles/9', world.buyer.pay(offer));
     await new Promise((r) => setTimeout(r, 100));
     req.destroy();
-    const uncharged = async () =>
-      (await mw.core.metrics.getSingleMetric('micropay_uncharged_total')!.get()).values[0]?.value ?? 0;
-    await eventually(async () => (await uncharged()) === 1);
+    await eventually(async () => (await unchargedOf(mw)) === 1);
     expect(await mw.core.store.spent(tid(world.buyer.cert), 'news-site')).toBe(0);
     expect(await mw.core.queue.size()).toBe(0);
-    await new Promise<void>((r) => server.close(() => r()));
+    await close();
   });
 
   it('does not charge a paid request whose client hangs up before any header is written, and releases the tally', async () => {
     const { app, mw } = make();
     const offer = await offerFor(app, '/hang');
-    const server = createServer(app);
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const port = (server.address() as AddressInfo).port;
     const before = hanging;
-    const req = httpGet({
-      host: '127.0.0.1',
-      port,
-      path: '/hang',
-      headers: { 'Micropay-Payment': world.buyer.pay(offer) },
-    });
-    req.on('error', () => {});
+    const { req, close } = await paidRequestToCut(app, '/hang', world.buyer.pay(offer));
     // Accepted (the handler has it), so the tally is charged until the response is decided.
     await eventually(() => hanging > before);
     expect(await mw.core.store.spent(tid(world.buyer.cert), 'news-site')).toBe(1000);
     req.destroy();
-    const uncharged = async () =>
-      (await mw.core.metrics.getSingleMetric('micropay_uncharged_total')!.get()).values[0]?.value ?? 0;
-    await eventually(async () => (await uncharged()) === 1);
+    await eventually(async () => (await unchargedOf(mw)) === 1);
     await eventually(async () => (await mw.core.store.spent(tid(world.buyer.cert), 'news-site')) === 0);
     expect(await mw.core.queue.size()).toBe(0);
-    server.closeAllConnections();
-    await new Promise<void>((r) => server.close(() => r()));
+    await close();
   });
 
   it('streams: the first bytes of a paid response arrive before the handler ends', async () => {
