@@ -24,59 +24,86 @@
 import { type KeyObject, sign, verify } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
+import { Lru } from './lru.js';
 
-// The worker's code, CommonJS evaluated from a string: no file to resolve in
-// the ESM, CommonJS and source layouts alike.
+// The worker's code, evaluated from a string: no file to resolve in the ESM, CommonJS and source
+// layouts alike. It imports rather than requires, as a process started with --input-type=module
+// evaluates it as a module (where, with require, the thread died at once and every job was done on
+// the event loop).
 const WORKER_SOURCE = `
 'use strict';
-const { parentPort } = require('node:worker_threads');
-const { sign, verify } = require('node:crypto');
+(async () => {
+const { parentPort } = await import('node:worker_threads');
+const { sign, verify } = await import('node:crypto');
+// Keys by the id the event loop gave them: each key crosses once, not with every job.
+const keys = new Map();
 parentPort.on('message', (m) => {
+  for (const id of m.forget) keys.delete(id);
+  for (let i = 0; i < m.keys.length; i += 2) keys.set(m.keys[i], m.keys[i + 1]);
   const jobs = m.jobs;
   const out = new Array(jobs.length / 4);
   for (let i = 0, j = 0; i < jobs.length; i += 4, j++) {
-    if (jobs[i] === 0) {
+    const key = keys.get(jobs[i + 3]);
+    if (key === undefined) {
+      out[j] = null; // never expected: the event loop does the job itself
+    } else if (jobs[i] === 0) {
       try {
-        out[j] = verify(null, jobs[i + 1], jobs[i + 3], jobs[i + 2]);
+        out[j] = verify(null, jobs[i + 1], key, jobs[i + 2]);
       } catch {
         out[j] = false;
       }
     } else {
       try {
-        const s = sign(null, jobs[i + 1], jobs[i + 3]);
+        const s = sign(null, jobs[i + 1], key);
         out[j] = s.byteLength === s.buffer.byteLength ? s : new Uint8Array(s);
       } catch {
         out[j] = null;
       }
     }
   }
-  parentPort.postMessage({ id: m.id, out });
+  parentPort.postMessage({ id: m.id, out, held: keys.size });
 });
+})();
 `;
 
 /** Most jobs in one message (about 200 KB of it). */
 const MAX_BATCH = 512;
+/** Most keys the thread holds (a few MB of its heap): past it, the least recently used is dropped there. */
+const MAX_THREAD_KEYS = 4096;
 /** Most jobs done on the event loop at once when it is not busy: one or two requests' worth. */
 const MAX_INLINE = 4;
 
-interface Pending {
-  resolve: (v: never) => void;
-  reject: (e: unknown) => void;
-  /** The same job done on this thread (when the worker is gone, or a signature failed there). */
-  fallback: () => unknown;
+/** Jobs in order: four slots each (op: 0 verify, 1 sign; data; signature or null; key). */
+type Jobs = unknown[];
+
+/** A batch's jobs and how to answer them: `settlers` holds a resolve and a reject per job. */
+interface Batch {
+  jobs: Jobs;
+  settlers: ((v: never) => void)[];
 }
 
 /** One thread and its batching. Use `cryptoThread()` for the process's shared one. */
 export class CryptoThread {
   private worker: Worker | null = null;
+  /** Jobs queued for the next batch, and their settlers (see `Batch`). */
+  private queued: Batch = { jobs: [], settlers: [] };
+  private readonly inFlight = new Map<number, Batch>();
   /**
-   * Queued jobs, four slots each: op (0 verify, 1 sign), data, signature, key. Keys travel with
-   * every job: a posted `KeyObject` shares its key material with this thread's (about 5 µs a job),
-   * where a key cache in the thread would hold a second copy of every buyer's key.
+   * Keys cross to the thread once, under an id, rather than with every job (posting a `KeyObject`
+   * costs about 5 µs of the two threads' time). `known` is what the current thread holds; a key
+   * collected here is dropped there with the next batch (`forget`), so the thread holds no key this
+   * side has let go of, and at most MAX_THREAD_KEYS, the most recently used (however late this
+   * side's collector runs).
    */
-  private jobs: unknown[] = [];
-  private waiting: Pending[] = [];
-  private readonly inFlight = new Map<number, Pending[]>();
+  private readonly keyIds = new WeakMap<KeyObject, number>();
+  private nextKeyId = 1;
+  private known = this.knownKeys();
+  private forget: number[] = [];
+  /** Keys the thread said it held, in its last answer. */
+  private held = 0;
+  private readonly collected = new FinalizationRegistry<number>((id) => {
+    if (this.known.delete(id)) this.forget.push(id);
+  });
   private nextBatch = 1;
   private scheduled = false;
   private jobsSent = 0;
@@ -123,25 +150,26 @@ export class CryptoThread {
 
   /** Whether `signature` is the Ed25519 signature of `data` under `publicKey`. */
   verify(data: Uint8Array, signature: Uint8Array, publicKey: KeyObject): Promise<boolean> {
-    return this.push(0, own(data), own(signature), publicKey, () => verify(null, data, publicKey, signature));
+    return this.push(0, own(data), own(signature), publicKey);
   }
 
   /** The Ed25519 signature of `data` by `privateKey`. */
   sign(data: Uint8Array, privateKey: KeyObject): Promise<Uint8Array> {
-    return this.push(1, own(data), null, privateKey, () => sign(null, data, privateKey));
+    return this.push(1, own(data), null, privateKey);
   }
 
   /**
    * Counts since construction: batches and jobs sent to the thread, jobs done on the event loop
-   * while the thread was starting or because it died (`fallbacks`), and jobs done there because
-   * the loop had room (`inline`).
+   * while the thread was starting or because it died (`fallbacks`), jobs done there because the
+   * loop had room (`inline`), and keys the current thread held at its last answer (`keys`).
    */
-  get stats(): { batches: number; jobs: number; fallbacks: number; inline: number } {
+  get stats(): { batches: number; jobs: number; fallbacks: number; inline: number; keys: number } {
     return {
       batches: this.nextBatch - 1,
       jobs: this.jobsSent,
       fallbacks: this.jobsOnLoop,
       inline: this.jobsInline,
+      keys: this.held,
     };
   }
 
@@ -153,22 +181,17 @@ export class CryptoThread {
     await w.terminate();
   }
 
-  private push<T>(
-    op: 0 | 1,
-    data: Uint8Array,
-    sig: Uint8Array | null,
-    key: KeyObject,
-    fallback: () => T,
-  ): Promise<T> {
+  private push<T>(op: 0 | 1, data: Uint8Array, sig: Uint8Array | null, key: KeyObject): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.jobs.push(op, data, sig, key);
-      this.waiting.push({ resolve: resolve as (v: never) => void, reject, fallback });
+      const q = this.queued;
+      q.jobs.push(op, data, sig, key);
+      q.settlers.push(resolve as (v: never) => void, reject);
       this.schedule();
     });
   }
 
   private schedule(): void {
-    if (!this.scheduled && this.waiting.length > 0 && this.inFlight.size < this.maxInFlight) {
+    if (!this.scheduled && this.queued.settlers.length > 0 && this.inFlight.size < this.maxInFlight) {
       // Jobs queued in the same tick (an order check and its receipt) travel together.
       this.scheduled = true;
       queueMicrotask(() => this.flush());
@@ -177,46 +200,70 @@ export class CryptoThread {
 
   private flush(): void {
     this.scheduled = false;
-    if (this.waiting.length === 0 || this.inFlight.size >= this.maxInFlight) return;
+    const count = this.queued.settlers.length / 2;
+    if (count === 0 || this.inFlight.size >= this.maxInFlight) return;
     const w = this.worker ?? (Date.now() >= this.respawnAt ? this.spawn() : null);
     if (!w || !this.online) {
       // A thread takes tens of ms to start: rather than make these requests wait, do their jobs here.
-      const batch = this.waiting;
-      this.jobs = [];
-      this.waiting = [];
-      this.jobsOnLoop += batch.length;
-      for (const p of batch) settle(p);
+      const batch = this.queued;
+      this.queued = { jobs: [], settlers: [] };
+      this.jobsOnLoop += count;
+      settleHere(batch, 0, count);
       return;
     }
-    if (this.waiting.length <= MAX_INLINE && this.inFlight.size === 0 && this.inlineNow()) {
-      const batch = this.waiting;
-      this.jobs = [];
-      this.waiting = [];
-      this.jobsInline += batch.length;
+    if (count <= MAX_INLINE && this.inFlight.size === 0 && this.inlineNow()) {
+      const batch = this.queued;
+      this.queued = { jobs: [], settlers: [] };
+      this.jobsInline += count;
       const t0 = performance.now();
-      for (const p of batch) settle(p);
-      this.jobMs += ((performance.now() - t0) / batch.length - this.jobMs) * 0.2;
+      settleHere(batch, 0, count);
+      this.jobMs += ((performance.now() - t0) / count - this.jobMs) * 0.2;
       return;
     }
     // At most MAX_BATCH jobs a message, so one batch always fits the thread's small heap.
-    let jobs: unknown[];
-    let batch: Pending[];
-    if (this.waiting.length <= MAX_BATCH) {
-      jobs = this.jobs;
-      batch = this.waiting;
-      this.jobs = [];
-      this.waiting = [];
+    let batch: Batch;
+    if (count <= MAX_BATCH) {
+      batch = this.queued;
+      this.queued = { jobs: [], settlers: [] };
     } else {
-      jobs = this.jobs.splice(0, MAX_BATCH * 4);
-      batch = this.waiting.splice(0, MAX_BATCH);
+      batch = {
+        jobs: this.queued.jobs.splice(0, MAX_BATCH * 4),
+        settlers: this.queued.settlers.splice(0, MAX_BATCH * 2),
+      };
     }
+    const n = batch.settlers.length / 2;
+    // The message names each job's key by id (the batch keeps the keys, for `settleHere`), and
+    // carries the keys the thread does not hold yet.
+    const jobs = batch.jobs.slice();
+    const keys: unknown[] = [];
+    for (let i = 3; i < jobs.length; i += 4) {
+      const key = jobs[i] as KeyObject;
+      let id = this.keyIds.get(key);
+      if (id === undefined) {
+        id = this.nextKeyId++;
+        this.keyIds.set(key, id);
+        this.collected.register(key, id);
+      }
+      if (this.known.get(id) === undefined) {
+        this.known.set(id, true);
+        keys.push(id, key);
+      }
+      jobs[i] = id;
+    }
+    const forget = this.forget;
+    this.forget = [];
     const id = this.nextBatch++;
-    this.jobsSent += batch.length;
-    this.windowSent += batch.length;
+    this.jobsSent += n;
+    this.windowSent += n;
     this.inFlight.set(id, batch);
     if (this.inFlight.size === 1) w.ref();
-    w.postMessage({ id, jobs });
+    w.postMessage({ id, jobs, keys, forget });
     this.schedule();
+  }
+
+  /** Ids of the keys a new thread holds: none yet; one dropped to make room is dropped there too. */
+  private knownKeys(): Lru<number, true> {
+    return new Lru(MAX_THREAD_KEYS, (id) => this.forget.push(id));
   }
 
   /**
@@ -239,13 +286,13 @@ export class CryptoThread {
   }
 
   private spawn(): Worker {
-    // Its heap holds one batch at a time: small limits keep its RSS small (a thread that outgrows
-    // them dies, and its jobs are done here).
+    // Its heap holds one batch at a time and the keys in use: small limits keep its RSS small (a
+    // thread that outgrows them dies, and its jobs are done here).
     const w = new Worker(WORKER_SOURCE, {
       eval: true,
       resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 16, stackSizeMb: 1 },
     });
-    w.on('message', (m: { id: number; out: unknown[] }) => this.answered(w, m));
+    w.on('message', (m: { id: number; out: unknown[]; held: number }) => this.answered(w, m));
     w.on('online', () => {
       if (this.worker !== w) return;
       this.online = true;
@@ -258,20 +305,27 @@ export class CryptoThread {
     // Held (the process stays up for a `start()` awaited) until it is online, then only with jobs in flight.
     this.worker = w;
     this.online = false;
+    // A new thread holds no keys.
+    this.known = this.knownKeys();
+    this.forget = [];
+    this.held = 0;
     return w;
   }
 
-  private answered(w: Worker, m: { id: number; out: unknown[] }): void {
+  private answered(w: Worker, m: { id: number; out: unknown[]; held: number }): void {
     const batch = this.inFlight.get(m.id);
     if (!batch) return;
+    this.held = m.held;
     this.inFlight.delete(m.id);
     if (this.inFlight.size === 0) w.unref();
-    if (this.waiting.length > 0 && !this.scheduled) this.flush();
-    for (let i = 0; i < batch.length; i++) {
-      const r = m.out[i];
-      // `null` is a signature that failed there: done here, it throws its own error.
-      if (r === null) settle(batch[i]!);
-      else batch[i]!.resolve(r as never);
+    if (this.queued.settlers.length > 0 && !this.scheduled) this.flush();
+    const { out } = m;
+    for (let i = 0; i < out.length; i++) {
+      const r = out[i];
+      // `null` is a job the thread could not do (a signature that failed): done here, where a
+      // signature throws its own error.
+      if (r === null) settleHere(batch, i, i + 1);
+      else batch.settlers[2 * i]!(r as never);
     }
   }
 
@@ -282,22 +336,36 @@ export class CryptoThread {
     // One that could not even start (no threads left, say) is not retried at once: jobs run here.
     if (!this.online) this.respawnAt = Date.now() + 10_000;
     this.online = false;
+    this.known = this.knownKeys();
+    this.forget = [];
+    this.held = 0;
     for (const r of this.onlineWaiters.splice(0)) r();
     const batches = [...this.inFlight.values()];
     this.inFlight.clear();
     for (const batch of batches) {
-      this.jobsOnLoop += batch.length;
-      for (const p of batch) settle(p);
+      const n = batch.settlers.length / 2;
+      this.jobsOnLoop += n;
+      settleHere(batch, 0, n);
     }
     this.schedule();
   }
 }
 
-function settle(p: Pending): void {
-  try {
-    p.resolve(p.fallback() as never);
-  } catch (e) {
-    p.reject(e);
+/** Does jobs `from` to `to` (exclusive) of `batch` on this thread and settles them. */
+function settleHere(batch: Batch, from: number, to: number): void {
+  const { jobs, settlers } = batch;
+  for (let i = from; i < to; i++) {
+    const data = jobs[4 * i + 1] as Uint8Array;
+    const key = jobs[4 * i + 3] as KeyObject;
+    try {
+      settlers[2 * i]!(
+        (jobs[4 * i] === 0
+          ? verify(null, data, key, jobs[4 * i + 2] as Uint8Array)
+          : sign(null, data, key)) as never,
+      );
+    } catch (e) {
+      settlers[2 * i + 1]!(e as never);
+    }
   }
 }
 

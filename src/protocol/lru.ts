@@ -30,8 +30,14 @@ export class Lru<K, V> {
   private newest: Entry<K, V> | null = null;
   private oldest: Entry<K, V> | null = null;
 
-  /** @param max most entries kept; the least recently used goes first. */
-  constructor(readonly max: number) {
+  /**
+   * @param max most entries kept; the least recently used goes first.
+   * @param onEvict called with each entry dropped to make room (not with those `delete`d or cleared).
+   */
+  constructor(
+    readonly max: number,
+    private readonly onEvict?: (key: K, value: V) => void,
+  ) {
     if (!Number.isInteger(max) || max < 1) throw new RangeError('Lru max must be a positive integer');
   }
 
@@ -68,6 +74,7 @@ export class Lru<K, V> {
       const old = this.oldest!;
       this.unlink(old);
       this.map.delete(old.key);
+      this.onEvict?.(old.key, old.value);
     }
     const added: Entry<K, V> = { key, value, newer: null, older: null };
     this.map.set(key, added);

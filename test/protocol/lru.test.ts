@@ -44,16 +44,19 @@ describe('Lru', () => {
     expect([...lru.keys()][1]).toBe(stored);
   });
 
-  it('behaves as a reference LRU over 20,000 random gets, peeks, sets and deletes', () => {
+  it('behaves as a reference LRU over 20,000 random gets, peeks, sets and deletes, evictions included', () => {
     // The reference: an array from the least to the most recently used.
     let seed = 7;
     const rand = (n: number) => {
       seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648;
-      return seed % n;
+      return Math.floor(seed / 65_536) % n; // the high bits: the low ones of this generator cycle fast
     };
+    let evictions = 0;
     for (const max of [1, 2, 3, 8]) {
-      const lru = new Lru<number, number>(max);
+      const evicted: [number, number][] = [];
+      const lru = new Lru<number, number>(max, (k, v) => evicted.push([k, v]));
       let ref: [number, number][] = [];
+      const dropped: [number, number][] = [];
       for (let i = 0; i < 5000; i++) {
         const k = rand(12);
         const at = ref.findIndex(([x]) => x === k);
@@ -69,7 +72,7 @@ describe('Lru', () => {
           case 2: {
             lru.set(k, i);
             if (at >= 0) ref.splice(at, 1);
-            else if (ref.length >= max) ref.shift();
+            else if (ref.length >= max) dropped.push(ref.shift()!);
             ref.push([k, i]);
             break;
           }
@@ -80,12 +83,16 @@ describe('Lru', () => {
         expect(lru.size).toBe(ref.length);
         expect([...lru.keys()]).toEqual(ref.map(([x]) => x));
       }
+      // Dropped to make room, and only those (a delete is not an eviction).
+      expect(evicted).toEqual(dropped);
+      evictions += evicted.length;
       lru.clear();
       expect(lru.size).toBe(0);
       expect([...lru.keys()]).toEqual([]);
       lru.set(1, 1);
       expect([...lru.keys()]).toEqual([1]);
     }
+    expect(evictions).toBeGreaterThan(100);
   });
 
   it('ownString copies a token exactly', () => {
