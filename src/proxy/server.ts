@@ -720,7 +720,7 @@ class PaywallProxy implements MicropayProxy {
       this.leave(s);
       // http-proxy does not abort the upstream request when the client goes away after sending its body.
       if (ctx.proxyReq !== null && !res.writableFinished) ctx.proxyReq.destroy();
-      const o = ctx.outcome; // 'error' when the proxy answered for a failed upstream (onUpstreamError)
+      const o = ctx.outcome; // 'error': the proxy answered for a failed upstream (onUpstreamError) or none
       const seconds = (performance.now() - ctx.t0) / 1000;
       this.durationBy[o].observe(seconds);
       this.count(o, res.statusCode);
