@@ -6,7 +6,13 @@
  * route and on a paid route (a unique pre-signed order per request from a
  * pool, one buyer whose credential has a large offline limit, deposits to
  * the real billing server in its own process, at idle priority: see
- * `bench/lib/priority.ts`). Then the memory run
+ * `bench/lib/priority.ts`). The billing server stands for another machine, so
+ * it is stopped during every measured window (BENCH_BILLING=live keeps it
+ * running at idle priority, as before): the proxy's deposits wait in its queue
+ * and go when the window ends, and the event-loop CPU the proxy then spends
+ * until every order is answered (deposits, and this script's metrics polls) is
+ * added to the paid window's duration, so the paid rate counts the deposit
+ * work it deferred. Then the memory run
  * (`rss.ts`): 1,000,000 distinct buyers' payments into the proxy's core.
  *
  * Every server runs in its own process. The machine is shared and noisy, so
@@ -29,13 +35,18 @@ import { build } from 'esbuild';
 import { signingKeyFromSeed } from '../../src/protocol/crypto.js';
 import { hasWrk, load, median } from '../lib/load.js';
 import { orderHeaders } from '../lib/orders.js';
-import { idlePriority } from '../lib/priority.js';
+import { idlePriority, Paused } from '../lib/priority.js';
 
 const DURATION = Number(process.env.BENCH_SECONDS ?? 3);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const WARMUP = 2;
 const CONNECTIONS = 32;
 const BUYERS = Number(process.env.BENCH_BUYERS ?? 1_000_000);
+const BILLING = process.env.BENCH_BILLING ?? 'paused';
+if (BILLING !== 'paused' && BILLING !== 'live') {
+  console.error(`BENCH_BILLING must be "paused" (the default) or "live", not ${JSON.stringify(BILLING)}.`);
+  process.exit(2);
+}
 const tmp = mkdtempSync(join(tmpdir(), 'micropay-bench-proxy-'));
 const children: ChildProcess[] = [];
 const started = Date.now();
@@ -81,7 +92,14 @@ interface Run {
   cpuUs: number;
   /** Of which: its main thread (the event loop), its busiest other thread (micropay-proxy's crypto thread on the paid route), all the rest. */
   threadsUs: { loop: number; busiest: number; rest: number };
+  /** Requests answered in the window. */
+  requests: number;
+  /** Event-loop CPU seconds spent after the window on its deposits (paid runs with the billing server paused), else 0. */
+  deferred: number;
 }
+
+/** A run's rate with the deposit work it deferred added to its window. */
+const charged = (r: Run, seconds = DURATION) => r.requests / (seconds + r.deferred);
 
 /** utime + stime of each thread of a process, in clock ticks, from /proc; empty elsewhere. */
 function threadTicks(pid: number | undefined): Map<string, number> {
@@ -122,7 +140,8 @@ async function run(
 ): Promise<Run> {
   const c0 = cpuTicks(pid);
   const t0 = threadTicks(pid);
-  const r = await load(url, headers, seconds, CONNECTIONS);
+  const measure = () => load(url, headers, seconds, CONNECTIONS);
+  const r = await (billingPaused ? billingPaused.during(measure) : measure());
   const t1 = threadTicks(pid);
   const total = Math.max(1, r.rps * seconds);
   const us = (ticks: number) => (ticks * 10_000) / total;
@@ -131,6 +150,8 @@ async function run(
     .map(([tid, t]) => t - (t0.get(tid) ?? 0))
     .sort((a, b) => b - a);
   return {
+    requests: r.rps * seconds,
+    deferred: 0,
     rps: r.rps,
     p99: r.p99,
     bad: r.non2xx,
@@ -146,6 +167,7 @@ async function run(
 // --- the servers ----------------------------------------------------------------------------
 const bank = await start(['--import', 'tsx', 'bench/lib/billing.ts']);
 const bankPriority = idlePriority(bank.pid);
+const billingPaused = BILLING === 'paused' ? new Paused(bank.pid) : null;
 const billing = bank.info;
 const up = await start(['--import', 'tsx', 'bench/proxy/upstream.ts']);
 const upstream = up.info.url!;
@@ -194,10 +216,16 @@ async function metricsText(): Promise<string> {
     return r.text();
   }
 }
-/** Waits until the proxy's billing server has answered for every order it took. */
-async function depositsDone(): Promise<void> {
+/** Waits until the proxy's billing server has answered for every order it took; the proxy's event-loop CPU seconds meanwhile. */
+async function depositsDone(): Promise<number> {
+  const loop = () => threadTicks(micropay.pid).get(String(micropay.pid)) ?? Number.NaN;
+  const t0 = loop();
+  await depositsAnswered();
+  return (loop() - t0) / 100;
+}
+async function depositsAnswered(): Promise<void> {
   const sum = (text: string, re: RegExp) => [...text.matchAll(re)].reduce((a, m) => a + Number(m[1]), 0);
-  for (let i = 0; i < 1200; i++) {
+  for (let i = 0; i < 480; i++) {
     const text = await metricsText();
     const taken = sum(text, /^micropay_payments_total\{[^}]*\} (\d+)$/gm);
     // Taken and then not charged (a connection wrk closed at the end of a run) is answered too.
@@ -205,8 +233,8 @@ async function depositsDone(): Promise<void> {
       sum(text, /^micropay_deposited_orders_total\{[^}]*\} (\d+)$/gm) +
       sum(text, /^micropay_uncharged_total(?:\{[^}]*\})? (\d+)$/gm);
     if (answered >= taken) return;
-    if (i === 1199) console.log(`  warning: ${taken} payments taken, ${answered} deposited or not charged`);
-    await new Promise((r) => setTimeout(r, 100));
+    if (i === 479) console.log(`  warning: ${taken} payments taken, ${answered} deposited or not charged`);
+    await new Promise((r) => setTimeout(r, 250));
   }
   console.log('  warning: deposits still running after 120 s');
 }
@@ -217,8 +245,12 @@ const runs: Record<string, Run[]> = Object.fromEntries(targets.map((t) => [t.nam
 const order = [targets[3]!, targets[0]!, targets[1]!, targets[2]!];
 for (let round = 0; round < ROUNDS; round++) {
   for (const t of order) {
-    runs[t.name]!.push(await run(t.url, t.paid ? orders(perRun) : [], t.pid));
-    if (t.paid) await depositsDone();
+    const r = await run(t.url, t.paid ? orders(perRun) : [], t.pid);
+    if (t.paid) {
+      const loop = await depositsDone();
+      if (billingPaused) r.deferred = loop;
+    }
+    runs[t.name]!.push(r);
   }
 }
 stopAll();
@@ -266,21 +298,32 @@ const f = (n: number) => n.toFixed(2);
 console.log(
   `bench/proxy: ${ROUNDS} rounds of ${DURATION} s per target, interleaved, after ${WARMUP} s warm-ups; ` +
     `${CONNECTIONS} connections, by ${hasWrk ? 'wrk' : 'autocannon (install wrk for truer ratios)'}; ` +
-    `billing server at ${bankPriority}; ${Math.round((Date.now() - started) / 1000)} s in all`,
+    `billing server at ${bankPriority}, ${billingPaused ? 'stopped during each window' : 'running during the windows'}; ` +
+    `${Math.round((Date.now() - started) / 1000)} s in all`,
 );
+/** A run's event-loop CPU per request, with its deferred deposit work. */
+const loopUs = (r: Run) => r.threadsUs.loop + (r.deferred * 1e6) / Math.max(1, r.requests);
 const med: Record<string, { rps: number; cpuUs: number }> = {};
 for (const t of targets) {
   const rs = runs[t.name]!;
-  med[t.name] = { rps: median(rs.map((r) => r.rps)), cpuUs: median(rs.map((r) => r.cpuUs)) };
+  const cpu = (r: Run) => r.cpuUs + (r.deferred * 1e6) / Math.max(1, r.requests);
+  med[t.name] = { rps: median(rs.map((r) => charged(r))), cpuUs: median(rs.map(cpu)) };
   const bad = rs.reduce((a, r) => a + r.bad, 0);
   console.log(
     `  ${t.name.padEnd(17)} ${String(Math.round(med[t.name]!.rps)).padStart(6)} req/s median ` +
-      `(${rs.map((r) => Math.round(r.rps)).join(', ')})  p99 ${median(rs.map((r) => r.p99))} ms  ` +
+      `(${rs.map((r) => Math.round(charged(r))).join(', ')})  p99 ${median(rs.map((r) => r.p99))} ms  ` +
       `server CPU ${Math.round(med[t.name]!.cpuUs)} us/req` +
       (bad ? `  (${bad} non-2xx or errors!)` : ''),
   );
 }
-const ratio = (a: string, b: string) => median(runs[a]!.map((r, i) => r.rps / runs[b]![i]!.rps));
+if (billingPaused) {
+  const rs = runs['micropay paid']!;
+  console.log(
+    `  micropay paid, its deposits deferred past the window: ${Math.round(median(rs.map((r) => (r.deferred * 1e6) / Math.max(1, r.requests))))} us of event loop per request ` +
+      `(in the rates above and below); in the window alone ${Math.round(median(rs.map((r) => r.rps)))} req/s`,
+  );
+}
+const ratio = (a: string, b: string) => median(runs[a]!.map((r, i) => charged(r) / charged(runs[b]![i]!)));
 console.log(
   `  free/plain-http-proxy ${f(ratio('micropay free', 'plain http-proxy'))} (goal >= 0.9; ` +
     `by server CPU per request ${f(med['plain http-proxy']!.cpuUs / med['micropay free']!.cpuUs)})`,
@@ -291,7 +334,8 @@ console.log(
 );
 for (const name of ['micropay free', 'micropay paid']) {
   const rs = runs[name]!;
-  const part = (k: 'loop' | 'busiest' | 'rest') => Math.round(median(rs.map((r) => r.threadsUs[k])));
+  const part = (k: 'loop' | 'busiest' | 'rest') =>
+    Math.round(median(rs.map((r) => (k === 'loop' ? loopUs(r) : r.threadsUs[k]))));
   console.log(
     `  ${name} server CPU by thread (us/req, medians): event loop ${part('loop')}, ` +
       `busiest other thread ${part('busiest')}${name.endsWith('paid') ? ' (the crypto thread: verify and sign)' : ''}, ` +
