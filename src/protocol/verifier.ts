@@ -8,7 +8,9 @@
  * Hot path: a credential seen before is found in an LRU by its token text
  * (signature checked once, `tid` computed once); buyer keys are `KeyObject`s
  * in an LRU; the issuer key is a synchronous cache hit. One Ed25519 check
- * (the order) and one store call per payment.
+ * (the order) and one store call per payment. An order accepted before is
+ * remembered by its text too, so a replay of it is refused (check 8) without
+ * checking its signature again or signing a receipt for it.
  */
 import type { KeyObject } from 'node:crypto';
 import { decodeToken } from './codec.js';
@@ -148,6 +150,11 @@ export interface VerifierOptions {
   receiptCacheSize?: number;
   /** Buyer public keys kept in the LRU. Default 10,000. */
   buyerKeyCacheSize?: number;
+  /**
+   * Accepted orders remembered in an LRU, so that a replay of one costs no signature check (and
+   * no receipt signature): it is refused by check 8 as before. Default 10,000; 0 remembers none.
+   */
+  acceptedOrderCacheSize?: number;
 }
 
 /** What to verify: the request's resource string and current price. */
@@ -201,9 +208,11 @@ export class Verifier {
   private readonly receiptSigner: { kid: string; key: SigningKey } | undefined;
   private readonly retryAfter: number;
   private readonly credentials: Lru<string, CachedCredential>;
-  /** Verified receipts by `receiptKey` of their token (each entry holds its whole token). */
+  /** Verified receipts by `tokenKey` of their token (each entry holds its whole token). */
   private readonly receipts: Lru<string, { key: string; token: string; receipt: Receipt }>;
   private readonly buyerKeys: PublicKeyCache;
+  /** Orders accepted here, by `tokenKey` of their token: the value is the whole token (this cache's copy). */
+  private readonly acceptedOrders: Lru<string, string> | null;
 
   constructor(o: VerifierOptions) {
     this.merchant = o.merchant;
@@ -222,6 +231,8 @@ export class Verifier {
     this.credentials = new Lru(o.credentialCacheSize ?? 10_000);
     this.receipts = new Lru(o.receiptCacheSize ?? 10_000);
     this.buyerKeys = new PublicKeyCache(o.buyerKeyCacheSize ?? 10_000);
+    const accepted = o.acceptedOrderCacheSize ?? 10_000;
+    this.acceptedOrders = accepted > 0 ? new Lru(accepted) : null;
   }
 
   /** Replaces the accepted issuers (e.g. after the billing server's peers changed). */
@@ -339,31 +350,35 @@ export class Verifier {
     // Check 4.
     if (order.cid !== c.cid)
       return reject('bad_signature', 'The order was not made under the credential sent with it.');
+    // An order accepted here before has a signature known to hold (under this credential, which its
+    // `cid` names): a replay of it goes on to the checks below without the crypto thread.
+    const seen = this.acceptedOrders?.get(tokenKey(orderToken)) === orderToken;
+    const duration = input.receiptDuration;
+    const signer = duration === undefined ? undefined : this.receiptSigner;
+    const signReceipt = () =>
+      signTokenOffThread<Receipt>(
+        {
+          typ: 'mp-receipt',
+          v: 1,
+          mer: this.merchant,
+          kid: signer!.kid,
+          res: order.res,
+          oid: order.oid,
+          amt: order.amt,
+          cur: order.cur,
+          sub: cert.sub,
+          iat: now,
+          exp: now + duration!,
+        },
+        signer!.key,
+      );
     // The receipt is signed alongside: both jobs leave for the crypto thread in one batch.
-    const signed =
-      input.receiptDuration !== undefined && this.receiptSigner
-        ? signTokenOffThread<Receipt>(
-            {
-              typ: 'mp-receipt',
-              v: 1,
-              mer: this.merchant,
-              kid: this.receiptSigner.kid,
-              res: order.res,
-              oid: order.oid,
-              amt: order.amt,
-              cur: order.cur,
-              sub: cert.sub,
-              iat: now,
-              exp: now + input.receiptDuration,
-            },
-            this.receiptSigner.key,
-          )
-        : undefined;
-    if (!(await verifySignatureOffThread(od, c.buyerKey!))) {
+    const signed = signer !== undefined && !seen ? signReceipt() : undefined;
+    if (!seen && !(await verifySignatureOffThread(od, c.buyerKey!))) {
       signed?.catch(() => {});
       return reject('bad_signature', "The order's signature does not verify under the credential's key.");
     }
-    const receipt = await signed;
+    let receipt = await signed;
     // Check 5.
     if (order.mer !== this.merchant) {
       return reject('wrong_merchant', `The order is for merchant "${order.mer}", not "${this.merchant}".`);
@@ -430,11 +445,18 @@ export class Verifier {
       };
       if (auth !== undefined) a.auth = auth;
       if (receipt !== undefined) a.receipt = receipt;
+      this.acceptedOrders?.set(tokenKey(a.orderToken), a.orderToken);
       return a;
     };
+    // An order seen before that the store takes again (its replay mark was lost: a store emptied, a
+    // mark evicted without a floor) is a payment like any other, and gets its receipt now.
+    const late = seen && signer !== undefined;
     if (order.amt < this.onlineThreshold) {
       const r = await this.store.accept({ ...base, tally });
-      if (r === 'accepted') return accepted('offline');
+      if (r === 'accepted') {
+        if (late) receipt = await signReceipt();
+        return accepted('offline');
+      }
       if (r === 'replayed')
         return reject('replayed_order', 'This order was already used. Sign a new order with a fresh oid.');
     }
@@ -448,6 +470,7 @@ export class Verifier {
         "This payment is over the credential's offline limit and this merchant does not ask online.",
       );
     }
+    if (late) receipt = await signReceipt();
     let answer: AuthorizationAnswer;
     try {
       answer = await this.authorize({ cert: certToken, order: orderToken });
@@ -469,7 +492,7 @@ export class Verifier {
 
   /** A receipt whose signature was checked before, found by its text. */
   private knownReceipt(token: string): Receipt | undefined {
-    const e = this.receipts.get(receiptKey(token));
+    const e = this.receipts.get(tokenKey(token));
     return e !== undefined && e.token === token ? e.receipt : undefined;
   }
 
@@ -492,7 +515,7 @@ export class Verifier {
         );
       }
       const own = ownString(token);
-      const k = receiptKey(own);
+      const k = tokenKey(own);
       this.receipts.set(k, { key: k, token: own, receipt });
     }
     return this.receiptVerdict(receipt, res, now);
@@ -508,11 +531,11 @@ export class Verifier {
 }
 
 /**
- * The receipt cache's key for a token: its last 24 characters (of its signature), so a lookup
- * hashes 24 characters rather than the whole token of 300 or more; the entry's token is then
- * compared whole.
+ * The receipt and order caches' key for a token: its last 24 characters (of its signature), so a
+ * lookup hashes 24 characters rather than the whole token of 300 or more; the entry's token is
+ * then compared whole.
  */
-function receiptKey(token: string): string {
+function tokenKey(token: string): string {
   return token.slice(-24);
 }
 
