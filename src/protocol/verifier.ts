@@ -207,6 +207,7 @@ export class Verifier {
   private readonly receiptKeys: ReadonlyMap<string, KeyObject>;
   private readonly receiptSigner: { kid: string; key: SigningKey } | undefined;
   private readonly retryAfter: number;
+  /** Verified credentials by `tokenKey` of their token (each entry holds its whole token). */
   private readonly credentials: Lru<string, CachedCredential>;
   /** Verified receipts by `tokenKey` of their token (each entry holds its whole token). */
   private readonly receipts: Lru<string, { key: string; token: string; receipt: Receipt }>;
@@ -227,7 +228,7 @@ export class Verifier {
     this.receiptKeys = o.receiptKeys ?? new Map();
     this.receiptSigner = o.receiptSigner;
     this.retryAfter = o.retryAfter ?? 5;
-    // Keyed by their own copy of each token, not by a slice of the header it came in.
+    // Keyed by the end of their own copy of each token, not by a slice of the header it came in.
     this.credentials = new Lru(o.credentialCacheSize ?? 10_000);
     this.receipts = new Lru(o.receiptCacheSize ?? 10_000);
     this.buyerKeys = new PublicKeyCache(o.buyerKeyCacheSize ?? 10_000);
@@ -264,14 +265,16 @@ export class Verifier {
   }
 
   private async credential(certToken: string, now: number): Promise<CachedCredential | Rejection> {
-    const hit = this.credentials.get(certToken);
-    if (hit) {
+    // Found by the end of its signature (a key of 24 characters to hash, not the 500 or so of the
+    // token), then compared whole.
+    const hit = this.credentials.get(tokenKey(certToken));
+    if (hit !== undefined && hit.token === certToken) {
       // Still accepted, and its issuer key still published (a removed peer stops at once).
       if (
         !this.accepts.has(hit.cert.iss) ||
         this.keys.peek(hit.cert.iss, hit.cert.kid, now) !== hit.issuerKey
       ) {
-        this.credentials.delete(certToken);
+        this.credentials.delete(tokenKey(certToken));
       } else return hit;
     }
     let decoded: ReturnType<typeof decodeToken>;
@@ -316,7 +319,7 @@ export class Verifier {
     } catch {
       return reject('bad_credential', 'The credential holds an invalid buyer key.');
     }
-    this.credentials.set(token, entry);
+    this.credentials.set(tokenKey(token), entry);
     return entry;
   }
 

@@ -1,7 +1,8 @@
 /**
- * The verifier remembers the orders it accepted: a replay of one is refused without a signature
- * check or a receipt signature, and still gets the answer PROTOCOL.md section 6 gives (the first
- * check that fails, in order).
+ * The verifier's caches of tokens whose signatures held, found by the end of the token and
+ * compared whole: credentials, and the orders it accepted (a replay of one is refused without a
+ * signature check or a receipt signature, and still gets the answer PROTOCOL.md section 6 gives:
+ * the first check that fails, in order).
  */
 import type { KeyObject } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -164,10 +165,7 @@ describe('replays of accepted orders', () => {
     const header = pay(cert, { oid: 'same-oid-abcdefghijklmnop' });
     expect((await v.verify({ res: RES, price: PRICE, header, now: NOW })).ok).toBe(true);
     // The same signature under another payload: its cache key matches, its text does not.
-    const order = /order="([^"]+)"/.exec(header)![1]!;
-    const [payload, sig] = order.split('.');
-    const body = JSON.parse(Buffer.from(payload!, 'base64url').toString('utf8'));
-    const forged = `${Buffer.from(JSON.stringify({ ...body, oid: 'other-oid-abcdefghijklmnop' })).toString('base64url')}.${sig}`;
+    const forged = samePayloadEnd(/order="([^"]+)"/.exec(header)![1]!, { oid: 'other-oid-abcdefghijklmnop' });
     const before = cryptoJobs();
     const v2 = await v.verify({
       res: RES,
@@ -210,5 +208,26 @@ describe('replays of accepted orders', () => {
       code: 'replayed_order',
     });
     expect(cryptoJobs()).toBeGreaterThan(before);
+  });
+});
+
+/** The same signature under another payload (so the same last characters): what a cache key sees alike. */
+function samePayloadEnd(token: string, change: Record<string, unknown>): string {
+  const [payload, sig] = token.split('.');
+  const body = JSON.parse(Buffer.from(payload!, 'base64url').toString('utf8'));
+  return `${Buffer.from(JSON.stringify({ ...body, ...change })).toString('base64url')}.${sig}`;
+}
+
+describe('the credential cache', () => {
+  it('never takes another token with the same ending for a cached credential', async () => {
+    const v = verifier();
+    const cert = credential();
+    expect((await v.verify({ res: RES, price: PRICE, header: pay(cert), now: NOW })).ok).toBe(true);
+    const forged = samePayloadEnd(cert, { lim: 999_999_999 });
+    expect(forged.slice(-24)).toBe(cert.slice(-24));
+    // Taken for the cached one, its orders (made under its own tid) would fail as bad_signature.
+    const v2 = await v.verify({ res: RES, price: PRICE, header: pay(forged), now: NOW });
+    expect(v2).toMatchObject({ ok: false, code: 'bad_credential' });
+    expect((await v.verify({ res: RES, price: PRICE, header: pay(cert), now: NOW })).ok).toBe(true);
   });
 });
