@@ -8,9 +8,9 @@
  * Hot path: a credential seen before is found in an LRU by its token text
  * (signature checked once, `tid` computed once); buyer keys are `KeyObject`s
  * in an LRU; the issuer key is a synchronous cache hit. One Ed25519 check
- * (the order) and one store call per payment. An order accepted before is
- * remembered by its text too, so a replay of it is refused (check 8) without
- * checking its signature again or signing a receipt for it.
+ * (the order) and one store call per payment. An order refused as a replay is
+ * remembered by its text, so that replaying it again is refused (check 8)
+ * without checking its signature again or signing a receipt for it.
  */
 import type { KeyObject } from 'node:crypto';
 import { decodeToken } from './codec.js';
@@ -151,10 +151,11 @@ export interface VerifierOptions {
   /** Buyer public keys kept in the LRU. Default 10,000. */
   buyerKeyCacheSize?: number;
   /**
-   * Accepted orders remembered in an LRU, so that a replay of one costs no signature check (and
-   * no receipt signature): it is refused by check 8 as before. Default 10,000; 0 remembers none.
+   * Orders refused as replays, remembered in an LRU: the same order sent yet again costs no
+   * signature check (and no receipt signature), and is refused by check 8 as before. Orders are
+   * remembered only once replayed, so honest traffic keeps none. Default 10,000; 0 remembers none.
    */
-  acceptedOrderCacheSize?: number;
+  replayCacheSize?: number;
 }
 
 /** What to verify: the request's resource string and current price. */
@@ -212,8 +213,8 @@ export class Verifier {
   /** Verified receipts by `tokenKey` of their token (each entry holds its whole token). */
   private readonly receipts: Lru<string, { key: string; token: string; receipt: Receipt }>;
   private readonly buyerKeys: PublicKeyCache;
-  /** Orders accepted here, by `tokenKey` of their token: the value is the whole token (this cache's copy). */
-  private readonly acceptedOrders: Lru<string, string> | null;
+  /** Orders refused here as replays, by `tokenKey` of their token: the value is the whole token (a copy). */
+  private readonly replayedOrders: Lru<string, string> | null;
 
   constructor(o: VerifierOptions) {
     this.merchant = o.merchant;
@@ -232,8 +233,8 @@ export class Verifier {
     this.credentials = new Lru(o.credentialCacheSize ?? 10_000);
     this.receipts = new Lru(o.receiptCacheSize ?? 10_000);
     this.buyerKeys = new PublicKeyCache(o.buyerKeyCacheSize ?? 10_000);
-    const accepted = o.acceptedOrderCacheSize ?? 10_000;
-    this.acceptedOrders = accepted > 0 ? new Lru(accepted) : null;
+    const replays = o.replayCacheSize ?? 10_000;
+    this.replayedOrders = replays > 0 ? new Lru(replays) : null;
   }
 
   /** Replaces the accepted issuers (e.g. after the billing server's peers changed). */
@@ -353,9 +354,9 @@ export class Verifier {
     // Check 4.
     if (order.cid !== c.cid)
       return reject('bad_signature', 'The order was not made under the credential sent with it.');
-    // An order accepted here before has a signature known to hold (under this credential, which its
-    // `cid` names): a replay of it goes on to the checks below without the crypto thread.
-    const seen = this.acceptedOrders?.get(tokenKey(orderToken)) === orderToken;
+    // An order refused here as a replay before has a signature known to hold (under this credential,
+    // which its `cid` names): sent again, it goes on to the checks below without the crypto thread.
+    const seen = this.replayedOrders?.get(tokenKey(orderToken)) === orderToken;
     const duration = input.receiptDuration;
     const signer = duration === undefined ? undefined : this.receiptSigner;
     const signReceipt = () =>
@@ -448,11 +449,10 @@ export class Verifier {
       };
       if (auth !== undefined) a.auth = auth;
       if (receipt !== undefined) a.receipt = receipt;
-      this.acceptedOrders?.set(tokenKey(a.orderToken), a.orderToken);
       return a;
     };
-    // An order seen before that the store takes again (its replay mark was lost: a store emptied, a
-    // mark evicted without a floor) is a payment like any other, and gets its receipt now.
+    // A replayed order that the store takes after all (its replay mark was lost since: a store
+    // emptied, a mark evicted without a floor) is a payment like any other, and gets its receipt now.
     const late = seen && signer !== undefined;
     if (order.amt < this.onlineThreshold) {
       const r = await this.store.accept({ ...base, tally });
@@ -460,13 +460,11 @@ export class Verifier {
         if (late) receipt = await signReceipt();
         return accepted('offline');
       }
-      if (r === 'replayed')
-        return reject('replayed_order', 'This order was already used. Sign a new order with a fresh oid.');
+      if (r === 'replayed') return this.replayed(orderToken, seen);
     }
     // Online: the replay mark alone, then the billing server.
     const r = await this.store.accept({ ...base, tally: null });
-    if (r === 'replayed')
-      return reject('replayed_order', 'This order was already used. Sign a new order with a fresh oid.');
+    if (r === 'replayed') return this.replayed(orderToken, seen);
     if (!this.authorize) {
       return reject(
         'limit_exceeded',
@@ -491,6 +489,15 @@ export class Verifier {
       'declined',
       `The billing server declined this payment (${String(answer.reason).slice(0, 64)}).`,
     );
+  }
+
+  /** Check 8's refusal; the order (its signature checked) is remembered for when it comes again. */
+  private replayed(orderToken: string, seen: boolean): Rejection {
+    if (!seen && this.replayedOrders !== null) {
+      const own = ownString(orderToken);
+      this.replayedOrders.set(tokenKey(own), own);
+    }
+    return reject('replayed_order', 'This order was already used. Sign a new order with a fresh oid.');
   }
 
   /** A receipt whose signature was checked before, found by its text. */

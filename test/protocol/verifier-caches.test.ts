@@ -1,8 +1,8 @@
 /**
  * The verifier's caches of tokens whose signatures held, found by the end of the token and
- * compared whole: credentials, and the orders it accepted (a replay of one is refused without a
- * signature check or a receipt signature, and still gets the answer PROTOCOL.md section 6 gives:
- * the first check that fails, in order).
+ * compared whole: credentials, and orders refused as replays (sent yet again, one is refused
+ * without a signature check or a receipt signature, and still gets the answer PROTOCOL.md section
+ * 6 gives: the first check that fails, in order).
  */
 import type { KeyObject } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -118,7 +118,7 @@ function cryptoJobs(): number {
   return s.jobs + s.fallbacks + s.inline;
 }
 
-describe('replays of accepted orders', () => {
+describe('orders replayed again', () => {
   it('are refused as replayed_order without a signature check or a receipt', async () => {
     const v = verifier();
     const header = pay(credential());
@@ -126,7 +126,11 @@ describe('replays of accepted orders', () => {
       v.verify({ res, price: PRICE, header: h, now, receiptDuration: 600 });
     const first = await run();
     expect(first).toMatchObject({ ok: true, kind: 'order', mode: 'offline' });
-    const before = cryptoJobs();
+    // Accepted, it is not remembered: its first replay is checked in full (order and receipt).
+    let before = cryptoJobs();
+    expect(await run()).toMatchObject({ ok: false, code: 'replayed_order' });
+    expect(cryptoJobs() - before).toBe(2);
+    before = cryptoJobs();
     for (let i = 0; i < 5; i++) {
       const again = await run();
       expect(again).toMatchObject({ ok: false, code: 'replayed_order', status: 402 });
@@ -151,6 +155,7 @@ describe('replays of accepted orders', () => {
         receiptDuration: 600,
       });
     expect((await run()).ok).toBe(true);
+    expect(await run()).toMatchObject({ code: 'replayed_order' });
     // Check 3 (the credential expired), 5 (another resource), 6 (a higher price), 7 (stale), then 8.
     expect(await run({ now: NOW + 3600 + 61 })).toMatchObject({ code: 'expired_credential' });
     expect(await run({ res: 'GET /articles/2' })).toMatchObject({ code: 'wrong_resource' });
@@ -164,6 +169,9 @@ describe('replays of accepted orders', () => {
     const cert = credential();
     const header = pay(cert, { oid: 'same-oid-abcdefghijklmnop' });
     expect((await v.verify({ res: RES, price: PRICE, header, now: NOW })).ok).toBe(true);
+    expect(await v.verify({ res: RES, price: PRICE, header, now: NOW })).toMatchObject({
+      code: 'replayed_order',
+    });
     // The same signature under another payload: its cache key matches, its text does not.
     const forged = samePayloadEnd(/order="([^"]+)"/.exec(header)![1]!, { oid: 'other-oid-abcdefghijklmnop' });
     const before = cryptoJobs();
@@ -183,6 +191,7 @@ describe('replays of accepted orders', () => {
     const header = pay(credential());
     const run = () => v.verify({ res: RES, price: PRICE, header, now: NOW, receiptDuration: 600 });
     expect((await run()).ok).toBe(true);
+    expect(await run()).toMatchObject({ ok: false, code: 'replayed_order' });
     await store.forget();
     const again = await run();
     expect(again).toMatchObject({ ok: true, kind: 'order', mode: 'offline' });
@@ -199,10 +208,11 @@ describe('replays of accepted orders', () => {
     expect(await run()).toMatchObject({ ok: false, code: 'replayed_order' });
   });
 
-  it('are checked again when the cache is turned off (acceptedOrderCacheSize: 0)', async () => {
-    const v = verifier({ acceptedOrderCacheSize: 0 });
+  it('are checked again when the cache is turned off (replayCacheSize: 0)', async () => {
+    const v = verifier({ replayCacheSize: 0 });
     const header = pay(credential());
     expect((await v.verify({ res: RES, price: PRICE, header, now: NOW })).ok).toBe(true);
+    expect((await v.verify({ res: RES, price: PRICE, header, now: NOW })).ok).toBe(false);
     const before = cryptoJobs();
     expect(await v.verify({ res: RES, price: PRICE, header, now: NOW })).toMatchObject({
       code: 'replayed_order',
