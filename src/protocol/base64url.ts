@@ -42,6 +42,18 @@ const CANONICAL = /^[A-Za-z0-9_-]*$/;
 const hasBuffer = typeof Buffer !== 'undefined';
 
 /**
+ * Whether `text` is canonical unpadded base64url of `bytes` bytes (what `b64urlDecode` would
+ * decode to that many bytes), without decoding it.
+ */
+export function isB64urlOf(text: string, bytes: number): boolean {
+  const len = text.length;
+  if (len !== Math.ceil((bytes * 4) / 3) || !CANONICAL.test(text)) return false;
+  const rest = len & 3;
+  const last = rest === 0 ? 0 : LOOKUP[text.charCodeAt(len - 1)]!;
+  return !((rest === 2 && (last & 15) !== 0) || (rest === 3 && (last & 3) !== 0));
+}
+
+/**
  * Decodes canonical unpadded base64url, or returns `null` for anything else
  * (a character outside the alphabet, a length of 1 mod 4, non-zero trailing bits).
  * The bytes are a Uint8Array of their own (not a view of a shared pool).

@@ -4,7 +4,7 @@
  * strict decoding every verifier must do before it checks a signature.
  * Environment-neutral (Node and browsers); the signature backends live beside it.
  */
-import { b64urlDecode, b64urlEncode, fromUtf8, utf8 } from './base64url.js';
+import { b64urlDecode, b64urlEncode, fromUtf8, isB64urlOf, utf8 } from './base64url.js';
 import { MicropayError } from './errors.js';
 
 /** Longest token a verifier accepts, in characters. */
@@ -19,10 +19,37 @@ export interface DecodedToken {
   payloadSegment: string;
   /** The parsed payload object (typ and v already checked). */
   payload: Record<string, unknown>;
-  /** The 64 signature bytes. */
-  signature: Uint8Array;
-  /** The ASCII bytes that were signed: `micropay-v1:<typ>:<payload segment>`. */
-  signingInput: Uint8Array;
+  /** The signature segment exactly as received (canonical base64url of 64 bytes). */
+  signatureSegment: string;
+  /** The text that was signed: `micropay-v1:<typ>:<payload segment>` (ASCII). */
+  signingText: string;
+  /** The 64 signature bytes (decoded when first read). */
+  readonly signature: Uint8Array;
+  /** The ASCII bytes that were signed, `signingText`'s (encoded when first read). */
+  readonly signingInput: Uint8Array;
+}
+
+/**
+ * `DecodedToken` with its bytes made when first read: the crypto thread takes a token's two texts
+ * as they are (`CryptoThread.verifyText`), so on the merchant's hot path they are never made.
+ */
+class Decoded implements DecodedToken {
+  private sig: Uint8Array | undefined;
+  private input: Uint8Array | undefined;
+  constructor(
+    readonly payloadSegment: string,
+    readonly payload: Record<string, unknown>,
+    readonly signatureSegment: string,
+    readonly signingText: string,
+  ) {}
+  get signature(): Uint8Array {
+    this.sig ??= b64urlDecode(this.signatureSegment)!;
+    return this.sig;
+  }
+  get signingInput(): Uint8Array {
+    this.input ??= utf8(this.signingText);
+    return this.input;
+  }
 }
 
 /** The error every malformed token gets; the code is the merchant's check 1. */
@@ -30,9 +57,14 @@ export function malformed(message: string): MicropayError {
   return new MicropayError('malformed_payment', message, { status: 400 });
 }
 
-/** The bytes a signature covers: `"micropay-v1:" TYP ":" PAYLOAD`. */
+/** The text a signature covers: `"micropay-v1:" TYP ":" PAYLOAD` (ASCII: the payload is base64url). */
+export function signingText(typ: string, payloadSegment: string): string {
+  return `micropay-v1:${typ}:${payloadSegment}`;
+}
+
+/** The bytes a signature covers: `signingText`'s. */
 export function signingInput(typ: string, payloadSegment: string): Uint8Array {
-  return utf8(`micropay-v1:${typ}:${payloadSegment}`);
+  return utf8(signingText(typ, payloadSegment));
 }
 
 /** base64url of the UTF-8 JSON of a payload object. */
@@ -40,9 +72,9 @@ export function encodePayload(payload: object): string {
   return b64urlEncode(utf8(JSON.stringify(payload)));
 }
 
-/** Joins a payload segment and a signature into a token. */
-export function joinToken(payloadSegment: string, signature: Uint8Array): string {
-  return `${payloadSegment}.${b64urlEncode(signature)}`;
+/** Joins a payload segment and a signature (bytes, or their base64url) into a token. */
+export function joinToken(payloadSegment: string, signature: Uint8Array | string): string {
+  return `${payloadSegment}.${typeof signature === 'string' ? signature : b64urlEncode(signature)}`;
 }
 
 /**
@@ -61,8 +93,8 @@ export function decodeToken(token: unknown, expectedTyp: TokenType): DecodedToke
     throw malformed(`The ${expectedTyp} token must be two base64url segments joined by one ".".`);
   }
   const payloadSegment = token.slice(0, dot);
-  const signature = b64urlDecode(token.slice(dot + 1));
-  if (signature === null || signature.length !== 64) {
+  const signatureSegment = token.slice(dot + 1);
+  if (!isB64urlOf(signatureSegment, 64)) {
     throw malformed(`The ${expectedTyp} token's signature is not 64 bytes of canonical base64url.`);
   }
   const raw = b64urlDecode(payloadSegment);
@@ -85,7 +117,7 @@ export function decodeToken(token: unknown, expectedTyp: TokenType): DecodedToke
   }
   if (p.v !== 1)
     throw malformed(`The ${expectedTyp} token has version ${String(p.v)}; this verifier speaks v 1.`);
-  return { payloadSegment, payload: p, signature, signingInput: signingInput(expectedTyp, payloadSegment) };
+  return new Decoded(payloadSegment, p, signatureSegment, signingText(expectedTyp, payloadSegment));
 }
 
 function describeTyp(typ: unknown): string {

@@ -44,18 +44,21 @@ parentPort.on('message', (m) => {
   const out = new Array(jobs.length / 4);
   for (let i = 0, j = 0; i < jobs.length; i += 4, j++) {
     const key = keys.get(jobs[i + 3]);
+    const op = jobs[i];
     if (key === undefined) {
       out[j] = null; // never expected: the event loop does the job itself
-    } else if (jobs[i] === 0) {
+    } else if (op === 0 || op === 2) {
       try {
-        out[j] = verify(null, jobs[i + 1], key, jobs[i + 2]);
+        out[j] = op === 0
+          ? verify(null, jobs[i + 1], key, jobs[i + 2])
+          : verify(null, Buffer.from(jobs[i + 1], 'latin1'), key, Buffer.from(jobs[i + 2], 'base64url'));
       } catch {
         out[j] = false;
       }
     } else {
       try {
-        const s = sign(null, jobs[i + 1], key);
-        out[j] = s.byteLength === s.buffer.byteLength ? s : new Uint8Array(s);
+        const s = sign(null, op === 1 ? jobs[i + 1] : Buffer.from(jobs[i + 1], 'latin1'), key);
+        out[j] = op === 3 ? s.toString('base64url') : s.byteLength === s.buffer.byteLength ? s : new Uint8Array(s);
       } catch {
         out[j] = null;
       }
@@ -73,7 +76,13 @@ const MAX_THREAD_KEYS = 4096;
 /** Most jobs done on the event loop at once when it is not busy: one or two requests' worth. */
 const MAX_INLINE = 4;
 
-/** Jobs in order: four slots each (op: 0 verify, 1 sign; data; signature or null; key). */
+/**
+ * Jobs in order: four slots each (op; data; signature or null; key). Ops 0 (verify) and 1 (sign)
+ * take bytes; 2 and 3 the same with texts: the signed text as latin1 (ASCII here), the signature
+ * as base64url, and 3 answers base64url. Texts cost the event loop less to post and receive than
+ * byte arrays: for a paid request's verify and sign (callgrind, one request a batch), 19,600
+ * instructions against 25,200, and no bytes to make from the token before or after.
+ */
 type Jobs = unknown[];
 
 /** A batch's jobs and how to answer them: `settlers` holds a resolve and a reject per job. */
@@ -159,6 +168,19 @@ export class CryptoThread {
   }
 
   /**
+   * `verify` of an ASCII text (its latin1 bytes) and a signature in canonical base64url, as a
+   * token carries them (the caller has checked both are that).
+   */
+  verifyText(text: string, signatureB64url: string, publicKey: KeyObject): Promise<boolean> {
+    return this.push(2, text, signatureB64url, publicKey);
+  }
+
+  /** `sign` of an ASCII text (its latin1 bytes); the signature in base64url. */
+  signText(text: string, privateKey: KeyObject): Promise<string> {
+    return this.push(3, text, null, privateKey);
+  }
+
+  /**
    * Counts since construction: batches and jobs sent to the thread, jobs done on the event loop
    * while the thread was starting or because it died (`fallbacks`), jobs done there because the
    * loop had room (`inline`), and keys the current thread held at its last answer (`keys`).
@@ -181,7 +203,12 @@ export class CryptoThread {
     await w.terminate();
   }
 
-  private push<T>(op: 0 | 1, data: Uint8Array, sig: Uint8Array | null, key: KeyObject): Promise<T> {
+  private push<T>(
+    op: 0 | 1 | 2 | 3,
+    data: Uint8Array | string,
+    sig: Uint8Array | string | null,
+    key: KeyObject,
+  ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const q = this.queued;
       q.jobs.push(op, data, sig, key);
@@ -355,14 +382,18 @@ export class CryptoThread {
 function settleHere(batch: Batch, from: number, to: number): void {
   const { jobs, settlers } = batch;
   for (let i = from; i < to; i++) {
-    const data = jobs[4 * i + 1] as Uint8Array;
+    const op = jobs[4 * i] as 0 | 1 | 2 | 3;
+    const data = jobs[4 * i + 1];
+    const sig = jobs[4 * i + 2];
     const key = jobs[4 * i + 3] as KeyObject;
     try {
-      settlers[2 * i]!(
-        (jobs[4 * i] === 0
-          ? verify(null, data, key, jobs[4 * i + 2] as Uint8Array)
-          : sign(null, data, key)) as never,
-      );
+      let r: boolean | Uint8Array | string;
+      if (op === 0) r = verify(null, data as Uint8Array, key, sig as Uint8Array);
+      else if (op === 1) r = sign(null, data as Uint8Array, key);
+      else if (op === 2)
+        r = verify(null, Buffer.from(data as string, 'latin1'), key, Buffer.from(sig as string, 'base64url'));
+      else r = sign(null, Buffer.from(data as string, 'latin1'), key).toString('base64url');
+      settlers[2 * i]!(r as never);
     } catch (e) {
       settlers[2 * i + 1]!(e as never);
     }

@@ -19,6 +19,7 @@ import {
   encodePayload,
   joinToken,
   signingInput,
+  signingText,
   type TokenType,
 } from './codec.js';
 import { cryptoThread } from './crypto-thread.js';
@@ -121,7 +122,7 @@ export function verifySignature(decoded: DecodedToken, publicKey: KeyObject): bo
  * the main thread lets a second core take it.
  */
 export function verifySignatureOffThread(decoded: DecodedToken, publicKey: KeyObject): Promise<boolean> {
-  return cryptoThread().verify(decoded.signingInput, decoded.signature, publicKey);
+  return cryptoThread().verifyText(decoded.signingText, decoded.signatureSegment, publicKey);
 }
 
 /** Signs a payload into a token on the crypto thread (see `verifySignatureOffThread`). */
@@ -130,7 +131,7 @@ export async function signTokenOffThread<T extends { typ: TokenType }>(
   key: SigningKey,
 ): Promise<string> {
   const seg = encodePayload(payload);
-  return joinToken(seg, await cryptoThread().sign(signingInput(payload.typ, seg), key.privateKey));
+  return joinToken(seg, await cryptoThread().signText(signingText(payload.typ, seg), key.privateKey));
 }
 
 /**

@@ -52,6 +52,32 @@ describe('CryptoThread', () => {
     });
   });
 
+  it('takes texts as tokens carry them (ASCII, base64url signature) on the thread and on the event loop', async () => {
+    const k = generateSigningKey();
+    const texts = Array.from(
+      { length: 40 },
+      (_, i) => `micropay-v1:mp-order:${randomBytes(30 + i).toString('base64url')}`,
+    );
+    const want = texts.map((x) => sign(null, Buffer.from(x), k.privateKey).toString('base64url'));
+    const check = async (t: CryptoThread) => {
+      expect(await Promise.all(texts.map((x) => t.signText(x, k.privateKey)))).toEqual(want);
+      const ok = await Promise.all(texts.map((x, i) => t.verifyText(x, want[i]!, k.publicKey)));
+      expect(ok).toEqual(Array(texts.length).fill(true));
+      // Another text, or another signature: false, never a throw.
+      expect(await t.verifyText(`${texts[0]!}x`, want[0]!, k.publicKey)).toBe(false);
+      expect(await t.verifyText(texts[0]!, want[1]!, k.publicKey)).toBe(false);
+    };
+    const started = await thread();
+    await check(started);
+    expect(started.stats.jobs).toBe(82);
+    expect(started.stats.fallbacks).toBe(0);
+    // Before its thread is up, the same jobs are done on the event loop.
+    const starting = new CryptoThread({ inlineBelow: 0 });
+    threads.push(starting);
+    await check(starting);
+    expect(starting.stats.fallbacks).toBeGreaterThan(0);
+  });
+
   it('sends the jobs of one tick in one batch: an order check and its receipt share a trip', async () => {
     const t = await thread();
     const k = generateSigningKey();
