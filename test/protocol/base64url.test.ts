@@ -10,7 +10,7 @@ import vm from 'node:vm';
 import { transformSync } from 'esbuild';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { b64urlDecode, b64urlEncode } from '../../src/protocol/base64url.js';
+import { b64urlDecode, b64urlEncode, isB64urlOf } from '../../src/protocol/base64url.js';
 
 const loopDecode: typeof b64urlDecode = (() => {
   const source = readFileSync(new URL('../../src/protocol/base64url.ts', import.meta.url), 'utf8');
@@ -74,6 +74,29 @@ describe('b64urlDecode', () => {
         fc.oneof(fc.stringMatching(/^[A-Za-z0-9_=+/.-]{0,40}$/), fc.string({ maxLength: 20 })),
         (text) => {
           expect(hex(b64urlDecode(text))).toBe(hex(loopDecode(text)));
+        },
+      ),
+      { numRuns: 5000 },
+    );
+  });
+});
+
+describe('isB64urlOf', () => {
+  it('says yes exactly where b64urlDecode gives that many bytes', () => {
+    const sig = b64urlEncode(randomBytes(64));
+    expect(isB64urlOf(sig, 64)).toBe(true);
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.stringMatching(/^[A-Za-z0-9_=+/.-]{0,90}$/),
+          // One character of a real signature changed, or one too many or too few.
+          fc
+            .tuple(fc.nat(85), fc.constantFrom('A', 'B', 'Q', 'g', 'w', '_', '-', '=', '+', ''))
+            .map(([i, c]) => sig.slice(0, i) + c + sig.slice(i + 1)),
+        ),
+        fc.constantFrom(0, 1, 2, 3, 63, 64, 65),
+        (text, bytes) => {
+          expect(isB64urlOf(text, bytes)).toBe(b64urlDecode(text)?.length === bytes);
         },
       ),
       { numRuns: 5000 },
