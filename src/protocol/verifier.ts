@@ -541,9 +541,9 @@ export class Verifier {
 }
 
 /**
- * The receipt and order caches' key for a token: its last 24 characters (of its signature), so a
- * lookup hashes 24 characters rather than the whole token of 300 or more; the entry's token is
- * then compared whole.
+ * The caches' key for a token (credentials, receipts, replayed orders): its last 24 characters
+ * (of its signature), so a lookup hashes 24 characters rather than the whole token of 300 or
+ * more; the entry's token is then compared whole.
  */
 function tokenKey(token: string): string {
   return token.slice(-24);
