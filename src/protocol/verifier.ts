@@ -17,7 +17,7 @@ import { decodeToken } from './codec.js';
 import {
   PublicKeyCache,
   type SigningKey,
-  signTokenOffThread,
+  signJsonOffThread,
   tid,
   verifySignature,
   verifySignatureOffThread,
@@ -207,6 +207,8 @@ export class Verifier {
   private readonly failOpenMax: number;
   private readonly receiptKeys: ReadonlyMap<string, KeyObject>;
   private readonly receiptSigner: { kid: string; key: SigningKey } | undefined;
+  /** The receipt payload's JSON up to its `res` (see `receiptJson`). */
+  private readonly receiptHead: string;
   private readonly retryAfter: number;
   /** Verified credentials by `tokenKey` of their token (each entry holds its whole token). */
   private readonly credentials: Lru<string, CachedCredential>;
@@ -228,6 +230,7 @@ export class Verifier {
     this.failOpenMax = o.failOpenMax ?? 0;
     this.receiptKeys = o.receiptKeys ?? new Map();
     this.receiptSigner = o.receiptSigner;
+    this.receiptHead = receiptHead(this.merchant, o.receiptSigner?.kid ?? '');
     this.retryAfter = o.retryAfter ?? 5;
     // Keyed by the end of their own copy of each token, not by a slice of the header it came in.
     this.credentials = new Lru(o.credentialCacheSize ?? 10_000);
@@ -360,20 +363,9 @@ export class Verifier {
     const duration = input.receiptDuration;
     const signer = duration === undefined ? undefined : this.receiptSigner;
     const signReceipt = () =>
-      signTokenOffThread<Receipt>(
-        {
-          typ: 'mp-receipt',
-          v: 1,
-          mer: this.merchant,
-          kid: signer!.kid,
-          res: order.res,
-          oid: order.oid,
-          amt: order.amt,
-          cur: order.cur,
-          sub: cert.sub,
-          iat: now,
-          exp: now + duration!,
-        },
+      signJsonOffThread(
+        'mp-receipt',
+        receiptJson(this.receiptHead, order, cert.sub, now, now + duration!),
         signer!.key,
       );
     // The receipt is signed alongside: both jobs leave for the crypto thread in one batch.
@@ -547,6 +539,26 @@ export class Verifier {
  */
 function tokenKey(token: string): string {
   return token.slice(-24);
+}
+
+/** A receipt payload's JSON up to its `res`, for a merchant and receipt key. */
+export function receiptHead(mer: string, kid: string): string {
+  return `{"typ":"mp-receipt","v":1,"mer":${JSON.stringify(mer)},"kid":${JSON.stringify(kid)},`;
+}
+
+/**
+ * `JSON.stringify` of the receipt (section 7) for an order, written by a template after a head
+ * made once (`receiptHead`): it is made on every paid request, and `JSON.stringify` of the object
+ * took about 9,700 instructions (callgrind). The same text, byte for byte.
+ */
+export function receiptJson(
+  head: string,
+  order: Pick<Order, 'res' | 'oid' | 'amt' | 'cur'>,
+  sub: string,
+  iat: number,
+  exp: number,
+): string {
+  return `${head}"res":${JSON.stringify(order.res)},"oid":${JSON.stringify(order.oid)},"amt":${order.amt},"cur":${JSON.stringify(order.cur)},"sub":${JSON.stringify(sub)},"iat":${iat},"exp":${exp}}`;
 }
 
 function messageOf(e: unknown): string {

@@ -5,6 +5,7 @@
  * 6 gives: the first check that fails, in order).
  */
 import type { KeyObject } from 'node:crypto';
+import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { decodeToken } from '../../src/protocol/codec.js';
 import {
@@ -18,7 +19,12 @@ import { cryptoThread } from '../../src/protocol/crypto-thread.js';
 import { formatPaymentHeader } from '../../src/protocol/header.js';
 import type { KeyResolver } from '../../src/protocol/keys.js';
 import type { AcceptRequest, AcceptResult, PaymentStore } from '../../src/protocol/store.js';
-import { createVerifier, type VerifierOptions } from '../../src/protocol/verifier.js';
+import {
+  createVerifier,
+  receiptHead,
+  receiptJson,
+  type VerifierOptions,
+} from '../../src/protocol/verifier.js';
 import { MemoryPaymentStore } from '../../src/stores/memory.js';
 
 const NOW = 1_790_000_000;
@@ -239,5 +245,41 @@ describe('the credential cache', () => {
     const v2 = await v.verify({ res: RES, price: PRICE, header: pay(forged), now: NOW });
     expect(v2).toMatchObject({ ok: false, code: 'bad_credential' });
     expect((await v.verify({ res: RES, price: PRICE, header: pay(cert), now: NOW })).ok).toBe(true);
+  });
+});
+
+describe('the receipt payload', () => {
+  it('is written by its template exactly as JSON.stringify writes the receipt (property)', () => {
+    const text = fc.string({ unit: 'binary', maxLength: 40 });
+    fc.assert(
+      fc.property(
+        fc.record({ mer: text, kid: text, res: text, oid: text, cur: text, sub: text }),
+        fc.record({
+          amt: fc.maxSafeNat(),
+          iat: fc.integer({ min: 0, max: 2 ** 40 }),
+          dur: fc.integer({ min: 0, max: 2 ** 31 }),
+        }),
+        (s, n) => {
+          const receipt = {
+            typ: 'mp-receipt',
+            v: 1,
+            mer: s.mer,
+            kid: s.kid,
+            res: s.res,
+            oid: s.oid,
+            amt: n.amt,
+            cur: s.cur,
+            sub: s.sub,
+            iat: n.iat,
+            exp: n.iat + n.dur,
+          };
+          const order = { res: s.res, oid: s.oid, amt: n.amt, cur: s.cur };
+          expect(receiptJson(receiptHead(s.mer, s.kid), order, s.sub, n.iat, n.iat + n.dur)).toBe(
+            JSON.stringify(receipt),
+          );
+        },
+      ),
+      { numRuns: 3000 },
+    );
   });
 });
