@@ -18,13 +18,9 @@ import {
 import { cryptoThread } from '../../src/protocol/crypto-thread.js';
 import { formatPaymentHeader } from '../../src/protocol/header.js';
 import type { KeyResolver } from '../../src/protocol/keys.js';
+import { receiptHead, receiptJson } from '../../src/protocol/receipt-json.js';
 import type { AcceptRequest, AcceptResult, PaymentStore } from '../../src/protocol/store.js';
-import {
-  createVerifier,
-  receiptHead,
-  receiptJson,
-  type VerifierOptions,
-} from '../../src/protocol/verifier.js';
+import { createVerifier, type VerifierOptions } from '../../src/protocol/verifier.js';
 import { MemoryPaymentStore } from '../../src/stores/memory.js';
 
 const NOW = 1_790_000_000;
