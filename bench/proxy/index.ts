@@ -99,7 +99,9 @@ interface Run {
 }
 
 /** A run's rate with the deposit work it deferred added to its window. */
-const charged = (r: Run, seconds = DURATION) => r.requests / (seconds + r.deferred);
+const charged = (r: Run) => r.requests / (DURATION + r.deferred);
+/** The event-loop CPU a run deferred (its deposits), per request, microseconds. */
+const deferredUs = (r: Run) => (r.deferred * 1e6) / Math.max(1, r.requests);
 
 /** utime + stime of each thread of a process, in clock ticks, from /proc; empty elsewhere. */
 function threadTicks(pid: number | undefined): Map<string, number> {
@@ -225,7 +227,9 @@ async function depositsDone(): Promise<number> {
 }
 async function depositsAnswered(): Promise<void> {
   const sum = (text: string, re: RegExp) => [...text.matchAll(re)].reduce((a, m) => a + Number(m[1]), 0);
-  for (let i = 0; i < 480; i++) {
+  const pollMs = 250;
+  const polls = 120_000 / pollMs;
+  for (let i = 0; i < polls; i++) {
     const text = await metricsText();
     const taken = sum(text, /^micropay_payments_total\{[^}]*\} (\d+)$/gm);
     // Taken and then not charged (a connection wrk closed at the end of a run) is answered too.
@@ -233,8 +237,9 @@ async function depositsAnswered(): Promise<void> {
       sum(text, /^micropay_deposited_orders_total\{[^}]*\} (\d+)$/gm) +
       sum(text, /^micropay_uncharged_total(?:\{[^}]*\})? (\d+)$/gm);
     if (answered >= taken) return;
-    if (i === 479) console.log(`  warning: ${taken} payments taken, ${answered} deposited or not charged`);
-    await new Promise((r) => setTimeout(r, 250));
+    if (i === polls - 1)
+      console.log(`  warning: ${taken} payments taken, ${answered} deposited or not charged`);
+    await new Promise((r) => setTimeout(r, pollMs));
   }
   console.log('  warning: deposits still running after 120 s');
 }
@@ -302,11 +307,11 @@ console.log(
     `${Math.round((Date.now() - started) / 1000)} s in all`,
 );
 /** A run's event-loop CPU per request, with its deferred deposit work. */
-const loopUs = (r: Run) => r.threadsUs.loop + (r.deferred * 1e6) / Math.max(1, r.requests);
+const loopUs = (r: Run) => r.threadsUs.loop + deferredUs(r);
 const med: Record<string, { rps: number; cpuUs: number }> = {};
 for (const t of targets) {
   const rs = runs[t.name]!;
-  const cpu = (r: Run) => r.cpuUs + (r.deferred * 1e6) / Math.max(1, r.requests);
+  const cpu = (r: Run) => r.cpuUs + deferredUs(r);
   med[t.name] = { rps: median(rs.map((r) => charged(r))), cpuUs: median(rs.map(cpu)) };
   const bad = rs.reduce((a, r) => a + r.bad, 0);
   console.log(
@@ -319,7 +324,7 @@ for (const t of targets) {
 if (billingPaused) {
   const rs = runs['micropay paid']!;
   console.log(
-    `  micropay paid, its deposits deferred past the window: ${Math.round(median(rs.map((r) => (r.deferred * 1e6) / Math.max(1, r.requests))))} us of event loop per request ` +
+    `  micropay paid, its deposits deferred past the window: ${Math.round(median(rs.map(deferredUs)))} us of event loop per request ` +
       `(in the rates above and below); in the window alone ${Math.round(median(rs.map((r) => r.rps)))} req/s`,
   );
 }

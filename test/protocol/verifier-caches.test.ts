@@ -101,7 +101,7 @@ afterEach(async () => {
 });
 
 function verifier(extra: Partial<VerifierOptions> = {}) {
-  const store = (extra.store as PaymentStore | undefined) ?? new MemoryPaymentStore();
+  const store = extra.store ?? new MemoryPaymentStore();
   stores.push(store);
   return createVerifier({
     merchant: 'news-site',
