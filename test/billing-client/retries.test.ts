@@ -252,7 +252,9 @@ describe('timeouts, aborts, tokens and options', () => {
     const c = createBillingClient({ url: f.url, token: merchantToken });
     const e = await failure(c.me({ signal: AbortSignal.timeout(50) }));
     expect(e.code).toBe('aborted');
-    const g = await front(unavailable);
+    // A 503, then a retry that hangs: full jitter draws the retry's wait from [0, 10 s), so about
+    // one run in 300 retried before the abort at 30 ms, reached the server and succeeded.
+    const g = await front(unavailable, 'hang');
     const d = createBillingClient({
       url: g.url,
       token: merchantToken,
