@@ -2,7 +2,8 @@
  * bench/proxy, in one run (`npx tsx bench/proxy/index.ts`, about two
  * minutes): wrk (autocannon without it) against the upstream directly, through a plain
  * http-proxy with a keep-alive agent, through micropay-proxy (the real
- * binary, `src/cli/micropay-proxy.ts`, with a YAML configuration) on a free
+ * binary as the package ships it: `npm run build` first, then
+ * `dist/esm/cli/micropay-proxy.js` with a YAML configuration) on a free
  * route and on a paid route (a unique pre-signed order per request from a
  * pool, one buyer whose credential has a large offline limit, deposits to
  * the real billing server in its own process, at idle priority: see
@@ -15,7 +16,13 @@
  * work it deferred. Then the memory run
  * (`rss.ts`): 1,000,000 distinct buyers' payments into the proxy's core.
  *
- * Every server runs in its own process. The machine is shared and noisy, so
+ * Every server runs in its own process, on plain node: the proxy from
+ * `dist/`, the upstream and the plain http-proxy bundled by esbuild. Run
+ * through tsx, our TypeScript would carry esbuild's `keepNames` wrappers, a
+ * `__name` call for every closure made, which the package's build does not
+ * have: 15,000 instructions a free request and 25,000 a paid one (callgrind),
+ * a cost the plain http-proxy, plain JavaScript from node_modules, never paid.
+ * The machine is shared and noisy, so
  * the four targets are measured in interleaved rounds and the ratios are
  * medians of each round's ratio; the CPU time each server process spends
  * per request (from /proc) is printed beside them, as it is much less
@@ -25,7 +32,7 @@
  * run here, too wide for a median of 3) set the rounds; BENCH_BUYERS (default
  * 1,000,000) the memory run.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -166,14 +173,34 @@ async function run(
   };
 }
 
+/** `entry` bundled by esbuild into one ES module in the temporary directory, to run on plain node. */
+async function bundled(entry: string): Promise<string> {
+  const outfile = join(tmp, `${entry.replace(/\W+/g, '-')}.mjs`);
+  await build({
+    entryPoints: [entry],
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    outfile,
+    logLevel: 'error',
+    banner: {
+      js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
+    },
+  });
+  return outfile;
+}
+
 // --- the servers ----------------------------------------------------------------------------
+// micropay-proxy as npm ships it: the package's own build (about 15 s).
+execFileSync(process.execPath, ['scripts/build.mjs'], { stdio: ['ignore', 'ignore', 'inherit'] });
 const bank = await start(['--import', 'tsx', 'bench/lib/billing.ts']);
 const bankPriority = idlePriority(bank.pid);
 const billingPaused = BILLING === 'paused' ? new Paused(bank.pid) : null;
 const billing = bank.info;
-const up = await start(['--import', 'tsx', 'bench/proxy/upstream.ts']);
+const up = await start([await bundled('bench/proxy/upstream.ts')]);
 const upstream = up.info.url!;
-const plainServer = await start(['--import', 'tsx', 'bench/proxy/plain.ts'], { BENCH_UPSTREAM: upstream });
+const plainServer = await start([await bundled('bench/proxy/plain.ts')], { BENCH_UPSTREAM: upstream });
 const configFile = join(tmp, 'micropay.yaml');
 writeFileSync(
   configFile,
@@ -190,7 +217,7 @@ writeFileSync(
   ].join('\n'),
 );
 const micropay = await start(
-  ['--import', 'tsx', 'src/cli/micropay-proxy.ts', '--config', configFile],
+  ['dist/esm/cli/micropay-proxy.js', '--config', configFile],
   { MERCHANT_TOKEN: billing.merchantToken! },
   /micropay-proxy: listening/,
 );
@@ -262,19 +289,7 @@ stopAll();
 
 // --- memory: 1,000,000 distinct buyers -----------------------------------------------------
 // Bundled and run on plain node, so that tsx's loader thread is not counted.
-const bundle = join(tmp, 'rss.mjs');
-await build({
-  entryPoints: ['bench/proxy/rss.ts'],
-  bundle: true,
-  platform: 'node',
-  format: 'esm',
-  target: 'node20',
-  outfile: bundle,
-  logLevel: 'error',
-  banner: {
-    js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
-  },
-});
+const bundle = await bundled('bench/proxy/rss.ts');
 const memEnv = {
   ...process.env,
   BENCH_BANK_SEED: randomBytes(32).toString('hex'), // the bank's key, shared by maker and merchant
