@@ -33,7 +33,7 @@
  * 1,000,000) the memory run.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, sign, verify } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -287,6 +287,25 @@ for (let round = 0; round < ROUNDS; round++) {
 }
 stopAll();
 
+// --- Ed25519 alone: what a paid request cannot do without, on this machine today ---------------
+/** Microseconds one call of `f` takes, the best of three runs of 2,000 on this thread (the servers are stopped). */
+function microseconds(f: () => unknown): number {
+  const runs: number[] = [];
+  for (let r = 0; r < 3; r++) {
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < 2000; i++) f();
+    runs.push(Number(process.hrtime.bigint() - t0) / 2000 / 1000);
+  }
+  return Math.min(...runs);
+}
+const pair = generateKeyPairSync('ed25519');
+const signed = randomBytes(300); // an order's signed text is about this long
+const signature = sign(null, signed, pair.privateKey);
+const ed25519 = {
+  verify: microseconds(() => verify(null, signed, pair.publicKey, signature)),
+  sign: microseconds(() => sign(null, signed, pair.privateKey)),
+};
+
 // --- memory: 1,000,000 distinct buyers -----------------------------------------------------
 // Bundled and run on plain node, so that tsx's loader thread is not counted.
 const bundle = await bundled('bench/proxy/rss.ts');
@@ -352,6 +371,14 @@ console.log(
   `  paid/free ${f(ratio('micropay paid', 'micropay free'))} (goal >= 0.45; ` +
     `by server CPU per request ${f(med['micropay free']!.cpuUs / med['micropay paid']!.cpuUs)})`,
 );
+{
+  const both = ed25519.verify + ed25519.sign;
+  console.log(
+    `  Ed25519 alone, one thread, nothing else running: verify ${f(ed25519.verify)} us, sign ${f(ed25519.sign)} us. ` +
+      `A paid request needs one of each (the order, its receipt): ${Math.round(both)} us, ` +
+      `${f(both / med['micropay free']!.cpuUs)} times the proxy's whole CPU for a free request`,
+  );
+}
 for (const name of ['micropay free', 'micropay paid']) {
   const rs = runs[name]!;
   const part = (k: 'loop' | 'busiest' | 'rest') =>
