@@ -1,5 +1,5 @@
 /**
- * bench/proxy, in one run (`npx tsx bench/proxy/index.ts`, about two
+ * bench/proxy, in one run (`npx tsx bench/proxy/index.ts`, about three
  * minutes): wrk (autocannon without it) against the upstream directly, through a plain
  * http-proxy with a keep-alive agent, through micropay-proxy (the real
  * binary as the package ships it: `npm run build` first, then
