@@ -46,10 +46,17 @@ const hasBuffer = typeof Buffer !== 'undefined';
  * decode to that many bytes), without decoding it.
  */
 export function isB64urlOf(text: string, bytes: number): boolean {
-  const len = text.length;
-  if (len !== Math.ceil((bytes * 4) / 3) || !CANONICAL.test(text)) return false;
-  const rest = len & 3;
-  const last = rest === 0 ? 0 : LOOKUP[text.charCodeAt(len - 1)]!;
+  return text.length === Math.ceil((bytes * 4) / 3) && isCanonical(text);
+}
+
+/**
+ * Whether `text`, of a length not 1 mod 4, is canonical base64url: only alphabet characters (one
+ * native match), and a last character whose bits past the final byte are zero.
+ */
+function isCanonical(text: string): boolean {
+  if (!CANONICAL.test(text)) return false;
+  const rest = text.length & 3;
+  const last = rest === 0 ? 0 : LOOKUP[text.charCodeAt(text.length - 1)]!;
   return !((rest === 2 && (last & 15) !== 0) || (rest === 3 && (last & 3) !== 0));
 }
 
@@ -65,10 +72,7 @@ export function b64urlDecode(text: string): Uint8Array | null {
   if (hasBuffer) {
     // Every order's payload and signature pass here: the alphabet check and Buffer's decoder are
     // native, where the loop below costs about 60 instructions a character (callgrind).
-    if (!CANONICAL.test(text)) return null;
-    const rest = len & 3;
-    const last = rest === 0 ? 0 : LOOKUP[text.charCodeAt(len - 1)]!;
-    if ((rest === 2 && (last & 15) !== 0) || (rest === 3 && (last & 3) !== 0)) return null;
+    if (!isCanonical(text)) return null;
     Buffer.from(out.buffer, 0, out.length).write(text, 'base64url');
     return out;
   }
