@@ -214,7 +214,7 @@ export class Verifier {
   /** Verified credentials by `tokenKey` of their token (each entry holds its whole token). */
   private readonly credentials: Lru<string, CachedCredential>;
   /** Verified receipts by `tokenKey` of their token (each entry holds its whole token). */
-  private readonly receipts: Lru<string, { key: string; token: string; receipt: Receipt }>;
+  private readonly receipts: Lru<string, { token: string; receipt: Receipt }>;
   private readonly buyerKeys: PublicKeyCache;
   /** Orders refused here as replays, by `tokenKey` of their token: the value is the whole token (a copy). */
   private readonly replayedOrders: Lru<string, string> | null;
@@ -518,8 +518,7 @@ export class Verifier {
         );
       }
       const own = ownString(token);
-      const k = tokenKey(own);
-      this.receipts.set(k, { key: k, token: own, receipt });
+      this.receipts.set(tokenKey(own), { token: own, receipt });
     }
     return this.receiptVerdict(receipt, res, now);
   }
