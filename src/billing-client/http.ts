@@ -144,6 +144,8 @@ function errorOf(cfg: HttpConfig, c: Call, status: number, body: unknown, header
 
 /** Runs one attempt; throws `BillingError` for every failure. */
 async function attempt(cfg: HttpConfig, c: Call): Promise<Answer> {
+  // Its 'abort' event has passed: without this, a call whose signal was already aborted went out.
+  if (c.signal?.aborted) throw abortedError(c);
   const ctl = new AbortController();
   let timedOut = false;
   const timer = setTimeout(() => {
@@ -174,12 +176,7 @@ async function attempt(cfg: HttpConfig, c: Call): Promise<Answer> {
       }
       text = await res.text();
     } catch (e) {
-      if (c.signal?.aborted) {
-        throw new BillingError('aborted', `${label(c)} was aborted.`, {
-          status: 499,
-          cause: c.signal.reason,
-        });
-      }
+      if (c.signal?.aborted) throw abortedError(c);
       const why = timedOut
         ? `did not answer within ${c.timeoutMs} ms`
         : `could not be reached (${networkReason(e)})`;
@@ -216,6 +213,11 @@ async function attempt(cfg: HttpConfig, c: Call): Promise<Answer> {
     // A streamed body stays cancellable by the caller's signal.
     if (!streaming) c.signal?.removeEventListener('abort', onAbort);
   }
+}
+
+/** The error of a call its caller's signal aborted. */
+function abortedError(c: Call): BillingError {
+  return new BillingError('aborted', `${label(c)} was aborted.`, { status: 499, cause: c.signal?.reason });
 }
 
 /** A short reason for a network failure, without anything the caller sent. */

@@ -267,6 +267,14 @@ describe('timeouts, aborts, tokens and options', () => {
     expect((await p).code).toBe('aborted');
   });
 
+  it('a signal aborted before the call sends nothing and fails with code aborted', async () => {
+    const f = await front();
+    const c = createBillingClient({ url: f.url, token: merchantToken });
+    const e = await failure(c.me({ signal: AbortSignal.abort() }));
+    expect([e.code, e.status]).toEqual(['aborted', 499]);
+    expect(f.seen).toEqual([]);
+  });
+
   it('sends the bearer token and a user agent, and scrubs the token from a server message that echoes it', async () => {
     const token = 'mpt_echoed-secret-token-value-0123456789';
     const f = await front({
