@@ -198,9 +198,20 @@ function amountOption(v: number | string | undefined, name: string, dflt: number
   }
 }
 
+/**
+ * The merchant's billing client, over `node:http` rather than the global `fetch`: its deposits then
+ * run through the same socket and stream code as the site's own requests (src/billing-client/node-fetch.ts).
+ */
 async function createClient(b: { url: string; token: string }): Promise<MerchantBilling> {
-  const mod = await import('../billing-client/index.js');
-  return mod.createBillingClient({ url: b.url, token: b.token }) as unknown as MerchantBilling;
+  const [mod, transport] = await Promise.all([
+    import('../billing-client/index.js'),
+    import('../billing-client/node-fetch.js'),
+  ]);
+  return mod.createBillingClient({
+    url: b.url,
+    token: b.token,
+    fetch: transport.nodeFetch(),
+  }) as unknown as MerchantBilling;
 }
 
 /**
