@@ -6,8 +6,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { MicropayError } from '../protocol/errors.js';
 import { MicropayCore, type MicropayOptions, type PaymentInfo } from './core.js';
 
-export type { MicropayOptions, PaymentInfo } from './core.js';
-export { MicropayCore } from './core.js';
+export type { Charge, HandleOptions, MicropayOptions, Outcome, PaymentInfo } from './core.js';
+export { MicropayCore, settleCharge } from './core.js';
 
 declare module 'node:http' {
   interface IncomingMessage {
