@@ -29,11 +29,14 @@ import httpProxy from 'http-proxy';
 import pino from 'pino';
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import {
+  type Charge,
+  type HandleOptions,
   type MerchantBilling,
   MicropayCore,
   type MicropayLogger,
   type MicropayOptions,
   type PaymentInfo,
+  settleCharge,
 } from '../middleware/core.js';
 import { FastHistogram, type HistogramSeries } from '../middleware/histogram.js';
 import type { PriceFunction, PriceSpec } from '../middleware/prices.js';
@@ -160,8 +163,16 @@ interface RequestContext {
   sent: number;
   /** What was paid, when the access log is on. */
   paid: PaymentInfo | null;
+  /**
+   * A paid order's charge, which the proxy decides itself (`settle: 'caller'`): on the upstream's
+   * status when its headers arrive, on the proxy's own error status, or uncharged when the response
+   * closes with nothing sent.
+   */
+  charge: Charge | null;
 }
 const CTX = Symbol('micropay-proxy');
+/** The core leaves paid responses as they are; the proxy decides their charges (`RequestContext.charge`). */
+const BY_CALLER: HandleOptions = { settle: 'caller' };
 type WithContext = IncomingMessage & { [CTX]?: RequestContext };
 
 const PAID_PREFIX = 'micropay-paid-';
@@ -713,10 +724,12 @@ class PaywallProxy implements MicropayProxy {
       proxyReq: null,
       sent: 0,
       paid: null,
+      charge: null,
     };
     (req as WithContext)[CTX] = ctx;
     // `on`, not `once`: 'close' comes once, and a once wrapper is an allocation per request.
     res.on('close', () => {
+      if (ctx.charge !== null) settleCharge(res, ctx.charge, res.headersSent ? res.statusCode : 0);
       this.leave(s);
       // http-proxy does not abort the upstream request when the client goes away after sending its body.
       if (ctx.proxyReq !== null && !res.writableFinished) ctx.proxyReq.destroy();
@@ -747,11 +760,16 @@ class PaywallProxy implements MicropayProxy {
     // Answered by the proxy until the core hands the request on: a 402's 'close' can come before
     // this promise settles (counted as 'free' before, when the client closed its connection at once).
     ctx.outcome = 'answered';
-    s.core.handle(req, res, url).then(
+    s.core.handle(req, res, url, BY_CALLER).then(
       (o) => {
         if (o.action === 'answered') return;
         ctx.outcome = o.action === 'paid' ? 'paid' : 'free';
         if (o.action === 'paid') {
+          if (o.charge !== undefined) {
+            ctx.charge = o.charge;
+            // Gone meanwhile: nothing will be sent (its 'close' decides it too; only the first counts).
+            if (res.destroyed) settleCharge(res, o.charge, 0);
+          }
           if (s.config.accessLog) ctx.paid = o.info;
           if (s.config.paidHeaders) setPaidHeaders(req.headers, o.info);
         }
@@ -818,7 +836,15 @@ class PaywallProxy implements MicropayProxy {
     res: ServerResponse,
   ): void => {
     const ctx = (req as WithContext)[CTX];
-    if (ctx) this.upstreamTime.observe((performance.now() - ctx.sent) / 1000);
+    if (ctx) {
+      this.upstreamTime.observe((performance.now() - ctx.sent) / 1000);
+      if (ctx.charge !== null) {
+        // http-proxy copies the upstream's headers after this event: the receipt is the proxy's to send.
+        if (proxyRes.headers['micropay-receipt'] !== undefined) delete proxyRes.headers['micropay-receipt'];
+        // A client already gone gets nothing, so it is not charged.
+        settleCharge(res, ctx.charge, res.destroyed ? 0 : (proxyRes.statusCode ?? 502));
+      }
+    }
     // An upstream that dies mid-body must not leave the client waiting.
     proxyRes.on('aborted', () => res.destroy());
   };
@@ -843,7 +869,10 @@ class PaywallProxy implements MicropayProxy {
     }
     // Counted as the proxy's failure, where a 502 or 504 from the upstream itself counts as its answer.
     const ctx = (req as WithContext)[CTX];
-    if (ctx !== undefined) ctx.outcome = 'error';
+    if (ctx !== undefined) {
+      ctx.outcome = 'error';
+      if (ctx.charge !== null) settleCharge(res, ctx.charge, f.status);
+    }
     sendJson(res, f.status, f.code, f.message);
   }
 

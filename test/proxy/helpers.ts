@@ -97,6 +97,8 @@ export async function startUpstream(name = 'upstream'): Promise<Upstream> {
       req.on('end', () => res.end(JSON.stringify({ bytes: n })));
       return;
     }
+    // A site that sends a receipt header of its own (a stale copy, or a forgery).
+    if (url.includes('forged-receipt')) res.setHeader('Micropay-Receipt', 'forged');
     res.setHeader('Content-Type', 'application/json');
     res.end(JSON.stringify({ name, path: url, headers: req.headers }));
   });

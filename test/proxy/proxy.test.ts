@@ -180,6 +180,22 @@ describe('micropay-proxy', () => {
     expect(bank.authorizations).toBe(auths + 1);
   });
 
+  it("sends its own receipt for a paid request, never the upstream's Micropay-Receipt; a free one passes as it is", async () => {
+    const fay = bank.buyer('fay');
+    const path = '/articles/forged-receipt';
+    const r = await get(`${url}${path}`, { 'Micropay-Payment': fay.pay(`GET ${path}`) });
+    expect(r.status).toBe(200);
+    const receipt = decodeToken(String(r.headers['micropay-receipt']), 'mp-receipt');
+    expect(receipt.payload).toMatchObject({
+      typ: 'mp-receipt',
+      mer: 'news-site',
+      res: `GET ${path}`,
+      sub: 'fay',
+    });
+    const free = await get(`${url}/about/forged-receipt`);
+    expect(free.headers['micropay-receipt']).toBe('forged');
+  });
+
   it('streams: the first byte of a slow response reaches the client before the upstream finishes', async () => {
     const dave = bank.buyer('dave');
     for (const path of ['/slow', '/slow-paid']) {

@@ -25,6 +25,8 @@ interface Hanging {
   abandoned: number;
   /** Connections the upstream accepted. */
   connections: number;
+  /** Requests the upstream received. */
+  requests: number;
   close(): Promise<void>;
 }
 
@@ -34,10 +36,11 @@ interface Hanging {
  * `/ws` is a websocket echo and `/ws-hang` an upgrade never answered.
  */
 async function startHanging(): Promise<Hanging> {
-  const h: Hanging = { url: '', abandoned: 0, connections: 0, close: async () => {} };
+  const h: Hanging = { url: '', abandoned: 0, connections: 0, requests: 0, close: async () => {} };
   const held = new Set<Socket>();
   const server = http.createServer((req, res) => {
     const url = req.url ?? '/';
+    h.requests++;
     res.once('close', () => {
       if (!res.writableFinished) h.abandoned++;
     });
@@ -182,6 +185,27 @@ describe('upstreamTimeoutMs', () => {
     await eventually(() => bank.deposits.some((d) => d.cert === ivy.cert));
     await new Promise((r) => setTimeout(r, 60));
     expect(bank.deposits.filter((d) => d.cert === ivy.cert)).toHaveLength(1);
+  });
+
+  it('charges nothing when the client hangs up before the upstream answers, and releases its tally', async () => {
+    const jon = bank.buyer('jon', { lim: 2000 });
+    const { requests, abandoned } = up;
+    const req = http.get(`${url}/articles/hang`, {
+      agent: false,
+      headers: { 'Micropay-Payment': jon.pay('GET /articles/hang') },
+    });
+    req.on('error', () => {});
+    // Paid and sent upstream, then the client is gone: the proxy drops the upstream request too.
+    await eventually(() => up.requests > requests);
+    req.destroy();
+    await eventually(() => up.abandoned > abandoned);
+    const auths = bank.authorizations;
+    const ok = await get(`${url}/articles/1`, { 'Micropay-Payment': jon.pay('GET /articles/1') });
+    expect(ok.status).toBe(200);
+    expect(bank.authorizations).toBe(auths); // the whole limit was free again: offline
+    await eventually(() => bank.deposits.some((d) => d.cert === jon.cert));
+    await new Promise((r) => setTimeout(r, 60));
+    expect(bank.deposits.filter((d) => d.cert === jon.cert)).toHaveLength(1);
   });
 
   it('cuts a response whose body stops midway (it was charged on its 200)', async () => {
