@@ -4,29 +4,19 @@
  * and statuses carried by `BillingError`.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  type BillingClient,
-  BillingError,
-  createBillingClient,
-  isBillingError,
-} from '../../src/billing-client/index.js';
+import { type BillingClient, createBillingClient, isBillingError } from '../../src/billing-client/index.js';
 import { HttpKeyResolver, MicropayError, peekPayload } from '../../src/protocol/index.js';
-import { type Buyer, buyer, generateSigningKey, startBillingServer, type TestServer } from './helpers.js';
+import {
+  type Buyer,
+  buyer,
+  failure,
+  generateSigningKey,
+  startBillingServer,
+  type TestServer,
+} from './helpers.js';
 
 let srv: TestServer;
 let admin: BillingClient;
-
-/** Resolves to the BillingError `p` rejects with. */
-async function failure(p: Promise<unknown>): Promise<BillingError> {
-  const e = await p.then(
-    () => {
-      throw new Error('expected the call to fail');
-    },
-    (err: unknown) => err,
-  );
-  expect(e).toBeInstanceOf(BillingError);
-  return e as BillingError;
-}
 
 beforeAll(async () => {
   srv = await startBillingServer('bank-a');

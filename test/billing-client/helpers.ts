@@ -7,6 +7,8 @@
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { expect } from 'vitest';
+import { BillingError, createBillingClient } from '../../src/billing-client/index.js';
 import { type BillingServer, createBillingServer } from '../../src/billing-server/index.js';
 import { generateSigningKey, type SigningKey, signToken, tid } from '../../src/protocol/index.js';
 
@@ -22,6 +24,36 @@ export async function startBillingServer(issuer = 'bank-a'): Promise<TestServer>
   const server = await createBillingServer({ issuer, db: ':memory:', logger: false });
   const url = await server.listen(0, '127.0.0.1');
   return { server, url, adminToken: server.adminToken, close: () => server.close() };
+}
+
+/** Resolves to the BillingError `p` rejects with; fails the test when it resolves or rejects otherwise. */
+export async function failure(p: Promise<unknown>): Promise<BillingError> {
+  const e = await p.then(
+    () => {
+      throw new Error('expected the call to fail');
+    },
+    (err: unknown) => err,
+  );
+  expect(e).toBeInstanceOf(BillingError);
+  return e as BillingError;
+}
+
+/** Accounts `<prefix>-merchant` and `<prefix>-buyer` (credit 10 USD, 1 USD a day) on `srv`: their tokens. */
+export async function merchantAndBuyer(
+  srv: TestServer,
+  prefix: string,
+  fetchImpl?: typeof fetch,
+): Promise<{ merchantToken: string; buyerToken: string }> {
+  const admin = createBillingClient({ url: srv.url, token: srv.adminToken, fetch: fetchImpl }).admin;
+  const merchant = await admin.createAccount({ id: `${prefix}-merchant`, role: 'merchant', currency: 'USD' });
+  const buyer = await admin.createAccount({
+    id: `${prefix}-buyer`,
+    role: 'buyer',
+    currency: 'USD',
+    creditLimit: 10_000_000,
+    dailyLimit: 1_000_000,
+  });
+  return { merchantToken: merchant.token, buyerToken: buyer.token };
 }
 
 /** A fresh order id. */

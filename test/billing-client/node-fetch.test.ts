@@ -8,12 +8,14 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { BillingError, createBillingClient } from '../../src/billing-client/index.js';
+import { createBillingClient } from '../../src/billing-client/index.js';
 import { nodeFetch } from '../../src/billing-client/node-fetch.js';
 import {
   buyer,
   type Front,
+  failure,
   generateSigningKey,
+  merchantAndBuyer,
   reservePort,
   startBillingServer,
   startFront,
@@ -32,17 +34,6 @@ async function front(...script: Parameters<typeof startFront>[1] & object): Prom
   const f = await startFront(srv.url, script);
   fronts.push(f);
   return f;
-}
-
-async function failure(p: Promise<unknown>): Promise<BillingError> {
-  const e = await p.then(
-    () => {
-      throw new Error('expected the call to fail');
-    },
-    (err: unknown) => err,
-  );
-  expect(e).toBeInstanceOf(BillingError);
-  return e as BillingError;
 }
 
 /** A raw server answering every request with `handler`; closed after each test. */
@@ -66,18 +57,7 @@ async function raw(handler: http.RequestListener): Promise<string> {
 
 beforeAll(async () => {
   srv = await startBillingServer('bank-n');
-  const admin = createBillingClient({ url: srv.url, token: srv.adminToken, fetch: transport });
-  merchantToken = (await admin.admin.createAccount({ id: 'n-merchant', role: 'merchant', currency: 'USD' }))
-    .token;
-  buyerToken = (
-    await admin.admin.createAccount({
-      id: 'n-buyer',
-      role: 'buyer',
-      currency: 'USD',
-      creditLimit: 10_000_000,
-      dailyLimit: 1_000_000,
-    })
-  ).token;
+  ({ merchantToken, buyerToken } = await merchantAndBuyer(srv, 'n', transport));
 });
 afterEach(async () => {
   await Promise.all(fronts.map((f) => f.close()));

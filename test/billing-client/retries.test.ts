@@ -9,7 +9,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   type BillingClientOptions,
-  BillingError,
   backoffDelay,
   createBillingClient,
 } from '../../src/billing-client/index.js';
@@ -18,7 +17,9 @@ import { MicropayError } from '../../src/protocol/index.js';
 import {
   buyer,
   type Front,
+  failure,
   generateSigningKey,
+  merchantAndBuyer,
   reservePort,
   startBillingServer,
   startFront,
@@ -39,31 +40,9 @@ async function front(...script: Parameters<typeof startFront>[1] & object): Prom
   return f;
 }
 
-async function failure(p: Promise<unknown>): Promise<BillingError> {
-  const e = await p.then(
-    () => {
-      throw new Error('expected the call to fail');
-    },
-    (err: unknown) => err,
-  );
-  expect(e).toBeInstanceOf(BillingError);
-  return e as BillingError;
-}
-
 beforeAll(async () => {
   srv = await startBillingServer('bank-r');
-  const admin = createBillingClient({ url: srv.url, token: srv.adminToken });
-  merchantToken = (await admin.admin.createAccount({ id: 'r-merchant', role: 'merchant', currency: 'USD' }))
-    .token;
-  buyerToken = (
-    await admin.admin.createAccount({
-      id: 'r-buyer',
-      role: 'buyer',
-      currency: 'USD',
-      creditLimit: 10_000_000,
-      dailyLimit: 1_000_000,
-    })
-  ).token;
+  ({ merchantToken, buyerToken } = await merchantAndBuyer(srv, 'r'));
 });
 afterEach(async () => {
   await Promise.all(fronts.map((f) => f.close()));
