@@ -708,9 +708,10 @@ export class MicropayCore {
     };
     // The receipt was signed with the order's check, on the crypto thread; it is sent only if the
     // response is charged.
-    const charge = this.pendingCharge(req, res, v, v.receipt!, info, options?.settle === 'caller');
+    const byCaller = options?.settle === 'caller';
+    const charge = this.pendingCharge(req, res, v, v.receipt!, info, byCaller);
     if (charge === null) return { action: 'answered' };
-    return charge.original === null ? { action: 'paid', info, charge } : { action: 'paid', info };
+    return byCaller ? { action: 'paid', info, charge } : { action: 'paid', info };
   }
 
   /**
