@@ -326,7 +326,7 @@ const merchant = spawn(process.execPath, ['--expose-gc', bundle], {
 children.push(maker, merchant);
 maker.stdout!.pipe(merchant.stdin!);
 merchant.stdin!.on('error', () => {});
-const mem: Record<string, number | Record<string, number>> = await new Promise((resolve, reject) => {
+const mem: Record<string, unknown> = await new Promise((resolve, reject) => {
   createInterface({ input: merchant.stdout! }).once('line', (l) => resolve(JSON.parse(l)));
   merchant.once('exit', (c) => reject(new Error(`memory run exited ${c}`)));
 });
@@ -389,7 +389,7 @@ for (const name of ['micropay free', 'micropay paid']) {
       `the rest ${part('rest')} (V8's GC and compiler threads, libuv)`,
   );
 }
-const m = mem as {
+const m = mem as unknown as {
   buyers: number;
   full: number;
   fullRate: number;
@@ -398,6 +398,9 @@ const m = mem as {
   rssAtEndMB: number;
   rssPeakMB: number;
   rssSettledMB: number;
+  settledAfterSeconds: number;
+  settleSeconds: number;
+  rssIdleMB: number[];
   heapUsedMB: number;
   seconds: number;
 };
@@ -409,7 +412,9 @@ console.log(
       .join(', ')}: past the memory store's 100,000 spend tallies a new credential is approved online)`,
 );
 console.log(
-  `  RSS: ${m.rssSettledMB} MB settled (goal < 200 MB; live heap ${m.heapUsedMB} MB), ` +
+  `  RSS: ${m.rssSettledMB} MB settled (goal < 200 MB; live heap ${m.heapUsedMB} MB; ` +
+    `reached ${m.settledAfterSeconds} s after the burst, read again each second to ${m.settleSeconds} s: ` +
+    `${m.rssIdleMB.join(', ')} MB), ` +
     `${m.rssAtEndMB} MB right after the burst, peak ${m.rssPeakMB} MB, ${m.rssBaseMB} MB before the first payment`,
 );
 process.exit(0);

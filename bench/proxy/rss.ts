@@ -32,7 +32,13 @@ import { createProxy } from '../../src/proxy/server.js';
 const N = Number(process.env.BENCH_BUYERS ?? 1_000_000);
 const FULL_MS =
   process.env.BENCH_RSS_FULL === '1' ? Infinity : Number(process.env.BENCH_RSS_FULL_SECONDS ?? 15) * 1000;
-const SETTLE_SECONDS = Number(process.env.BENCH_RSS_SETTLE_SECONDS ?? 6);
+/**
+ * How long the proxy sits idle after the burst before its RSS is read. V8 gives back the old
+ * generation's emptied pages some seconds after a burst: read each second here, RSS stayed at 195 to
+ * 215 MB (heap committed 103 MB) for 4 s, then fell to 164 MB (72 MB) at 6 s and stayed there to 16 s.
+ * The 6 s this used to wait sat on that edge (201 MB in some runs, 164 to 168 in others).
+ */
+const SETTLE_SECONDS = Number(process.env.BENCH_RSS_SETTLE_SECONDS ?? 15);
 const gc = (globalThis as { gc?: () => void }).gc ?? (() => {});
 const mb = (n: number) => Math.round(n / 1024 / 1024);
 
@@ -192,11 +198,17 @@ peak = Math.max(peak, mem.rss);
 const rssAtEnd = mem.rss;
 // V8 keeps the heap it grew during the burst until it is idle a while: measure again after a few
 // idle seconds (a collection each second), which is where a proxy between bursts sits.
+const idleRss: number[] = [];
 for (let k = 0; k < SETTLE_SECONDS; k++) {
   await new Promise((r) => setTimeout(r, 1000));
   gc();
+  idleRss.push(process.memoryUsage().rss);
 }
 const settled = process.memoryUsage();
+// The first second from which RSS stayed within 2 MB of where it settled.
+let settledAfter = idleRss.length;
+while (settledAfter > 1 && Math.abs(idleRss[settledAfter - 2]! - settled.rss) <= 2 * 1024 * 1024)
+  settledAfter--;
 console.log(
   JSON.stringify({
     buyers: N,
@@ -210,6 +222,9 @@ console.log(
     rssAtEndMB: mb(rssAtEnd),
     rssPeakMB: mb(peak),
     rssSettledMB: mb(settled.rss),
+    settledAfterSeconds: settledAfter,
+    settleSeconds: SETTLE_SECONDS,
+    rssIdleMB: idleRss.map(mb),
     heapUsedMB: mb(settled.heapUsed),
     heapTotalMB: mb(settled.heapTotal),
     seconds: Math.round((performance.now() - start) / 1000),
