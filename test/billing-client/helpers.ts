@@ -163,3 +163,39 @@ export async function reservePort(): Promise<number> {
   await new Promise<void>((resolve) => srv.close(() => resolve()));
   return port;
 }
+
+/** A 503 step: the billing server is down for a moment. */
+export const unavailable: Step = {
+  status: 503,
+  body: { error: 'billing_unavailable', message: 'Down for a moment.' },
+};
+
+/** The fronts and raw servers a test file starts, closed together (`closeAll` after each test). */
+export class Started {
+  private closers: (() => Promise<void>)[] = [];
+
+  /** A front before `target` following `script` (see `startFront`). */
+  async front(target: string, script: Step[]): Promise<Front> {
+    const f = await startFront(target, script);
+    this.closers.push(f.close);
+    return f;
+  }
+
+  /** A raw server answering every request with `handler`: its URL. */
+  async server(handler: http.RequestListener): Promise<string> {
+    const s = http.createServer(handler);
+    await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+    this.closers.push(
+      () =>
+        new Promise<void>((resolve) => {
+          s.closeAllConnections();
+          s.close(() => resolve());
+        }),
+    );
+    return `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
+  }
+
+  async closeAll(): Promise<void> {
+    await Promise.all(this.closers.splice(0).map((close) => close()));
+  }
+}

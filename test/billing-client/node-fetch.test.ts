@@ -5,8 +5,7 @@
  * refused connections, timeouts, aborts, redirects), and the fetch contract
  * it keeps (bodies, headers, statuses without a body, kept-alive sockets).
  */
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type http from 'node:http';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createBillingClient } from '../../src/billing-client/index.js';
 import { nodeFetch } from '../../src/billing-client/node-fetch.js';
@@ -17,51 +16,31 @@ import {
   generateSigningKey,
   merchantAndBuyer,
   reservePort,
+  Started,
+  type Step,
   startBillingServer,
-  startFront,
   type TestServer,
+  unavailable,
 } from './helpers.js';
 
 let srv: TestServer;
 let merchantToken: string;
 let buyerToken: string;
-let fronts: Front[] = [];
+const started = new Started();
 const transport = nodeFetch();
 const fast = { retryBaseMs: 5, retryMaxDelayMs: 20, fetch: transport };
-const unavailable = { status: 503, body: { error: 'billing_unavailable', message: 'Down for a moment.' } };
 
-async function front(...script: Parameters<typeof startFront>[1] & object): Promise<Front> {
-  const f = await startFront(srv.url, script);
-  fronts.push(f);
-  return f;
-}
+const front = (...script: Step[]): Promise<Front> => started.front(srv.url, script);
 
 /** A raw server answering every request with `handler`; closed after each test. */
-async function raw(handler: http.RequestListener): Promise<string> {
-  const s = http.createServer(handler);
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  fronts.push({
-    url: '',
-    seen: [],
-    auth: [],
-    ua: [],
-    script: [],
-    close: () =>
-      new Promise<void>((resolve) => {
-        s.closeAllConnections();
-        s.close(() => resolve());
-      }),
-  });
-  return `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
-}
+const raw = (handler: http.RequestListener): Promise<string> => started.server(handler);
 
 beforeAll(async () => {
   srv = await startBillingServer('bank-n');
   ({ merchantToken, buyerToken } = await merchantAndBuyer(srv, 'n', transport));
 });
 afterEach(async () => {
-  await Promise.all(fronts.map((f) => f.close()));
-  fronts = [];
+  await started.closeAll();
 });
 afterAll(async () => {
   await srv?.close();

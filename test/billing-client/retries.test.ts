@@ -21,32 +21,28 @@ import {
   generateSigningKey,
   merchantAndBuyer,
   reservePort,
+  Started,
+  type Step,
   startBillingServer,
-  startFront,
   type TestServer,
+  unavailable,
 } from './helpers.js';
 
 let srv: TestServer;
 let merchantToken: string;
 let buyerToken: string;
-let fronts: Front[] = [];
+const started = new Started();
 
-const unavailable = { status: 503, body: { error: 'billing_unavailable', message: 'Down for a moment.' } };
 const fast: Partial<BillingClientOptions> = { retryBaseMs: 5, retryMaxDelayMs: 20 };
 
-async function front(...script: Parameters<typeof startFront>[1] & object): Promise<Front> {
-  const f = await startFront(srv.url, script);
-  fronts.push(f);
-  return f;
-}
+const front = (...script: Step[]): Promise<Front> => started.front(srv.url, script);
 
 beforeAll(async () => {
   srv = await startBillingServer('bank-r');
   ({ merchantToken, buyerToken } = await merchantAndBuyer(srv, 'r'));
 });
 afterEach(async () => {
-  await Promise.all(fronts.map((f) => f.close()));
-  fronts = [];
+  await started.closeAll();
 });
 afterAll(async () => {
   await srv?.close();
